@@ -1,0 +1,49 @@
+"""koalarization: Deep Koalarization (Baldassarre et al. 2017) in Keras 3 on TensorFlow 2.
+
+Importing the package hides TensorFlow's C++ start-up noise (CUDA probing, absl banners) unless
+``--verbose`` is on the command line or ``KOALARIZATION_VERBOSE=1`` is set; Python warnings and
+errors are never hidden.
+"""
+
+import contextlib
+import os
+import sys
+
+__version__ = "0.1.0"
+
+
+def verbose_requested():
+    return bool(os.environ.get("KOALARIZATION_VERBOSE")) or "--verbose" in sys.argv[1:]
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Point file descriptor 2 at /dev/null (C++ logs bypass Python's sys.stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some notebook front ends)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _import_tensorflow_quietly():
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device probing logs happen here, once
+
+
+if not verbose_requested():
+    _import_tensorflow_quietly()

@@ -1,0 +1,168 @@
+"""CIE L*a*b* conversion, letterboxing and the paper's scaling constants.
+
+Everything here is a small TensorFlow function, so the same code runs eagerly, inside
+``tf.data.Dataset.map`` and inside the exported SavedModel. The constants match
+``skimage.color`` (sRGB, D65 white, 2° observer), which the tests use as the reference.
+
+The network sees ``L / 50 - 1`` and predicts ``ab / 127`` (Baldassarre et al. 2017); these two
+scalings live here and nowhere else.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# -- the paper's scaling -----------------------------------------------------------------------
+L_HALF_RANGE = 50.0  # L in [0, 100]  ->  L / 50 - 1 in [-1, 1]
+AB_SCALE = 127.0  # ab in ~[-127, 127] -> ab / 127 in [-1, 1] (tanh output)
+
+# The paper's working sizes.
+IMAGE_SIZE = 224  # encoder input and target size
+INCEPTION_SIZE = 299  # Inception-ResNet-v2 input size
+
+
+def scale_l(l):
+    """L in [0, 100] -> network input in [-1, 1]."""
+    return l / L_HALF_RANGE - 1.0
+
+
+def unscale_l(l_scaled):
+    """Network input in [-1, 1] -> L in [0, 100]."""
+    return (l_scaled + 1.0) * L_HALF_RANGE
+
+
+def scale_ab(ab):
+    """a*, b* in Lab units -> network target in [-1, 1]."""
+    return ab / AB_SCALE
+
+
+def unscale_ab(ab_scaled):
+    """Network output in [-1, 1] -> a*, b* in Lab units."""
+    return ab_scaled * AB_SCALE
+
+
+# -- sRGB <-> XYZ <-> Lab (same constants as skimage.color) --------------------------------------
+_XYZ_FROM_RGB = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+_EPSILON = 0.008856  # (6/29)^3
+_KAPPA = 7.787  # (29/6)^2 / 3
+
+
+def rgb_to_lab(rgb):
+    """sRGB in [0, 1], shape (..., 3) -> Lab, shape (..., 3), L in [0, 100]."""
+    rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
+    linear = tf.where(rgb > 0.04045, tf.pow((rgb + 0.055) / 1.055, 2.4), rgb / 12.92)
+    xyz = tf.linalg.matvec(tf.constant(_XYZ_FROM_RGB, tf.float32), linear[..., None, :])[..., 0, :]
+    xyz = xyz / tf.constant(_WHITE_D65, tf.float32)
+    f = tf.where(xyz > _EPSILON, tf.pow(tf.maximum(xyz, _EPSILON), 1.0 / 3.0), _KAPPA * xyz + 16.0 / 116.0)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def lab_to_rgb(lab):
+    """Lab, shape (..., 3) -> sRGB in [0, 1], shape (..., 3), clipped to the gamut."""
+    lab = tf.convert_to_tensor(lab, dtype=tf.float32)
+    l, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    fy = (l + 16.0) / 116.0
+    f = tf.stack([a / 500.0 + fy, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
+    xyz = tf.where(f > 0.2068966, tf.pow(f, 3.0), (f - 16.0 / 116.0) / _KAPPA)
+    xyz = xyz * tf.constant(_WHITE_D65, tf.float32)
+    linear = tf.linalg.matvec(tf.constant(_RGB_FROM_XYZ, tf.float32), xyz[..., None, :])[..., 0, :]
+    linear = tf.maximum(linear, 0.0)
+    rgb = tf.where(
+        linear > 0.0031308, 1.055 * tf.pow(tf.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055, 12.92 * linear
+    )
+    return tf.clip_by_value(rgb, 0.0, 1.0)
+
+
+def rgb_to_luminance(rgb):
+    """sRGB in [0, 1], shape (..., 3) -> L in [0, 100], shape (..., 1)."""
+    return rgb_to_lab(rgb)[..., :1]
+
+
+def luminance_to_rgb(l):
+    """L in [0, 100], shape (..., 1) -> the gray sRGB image it describes, shape (..., 3)."""
+    return lab_to_rgb(tf.concat([l, tf.zeros_like(l), tf.zeros_like(l)], axis=-1))
+
+
+# -- decoding and letterboxing -----------------------------------------------------------------
+def to_float_rgb(image):
+    """A decoded image tensor (H, W, 1|2|3|4), uint8 or uint16 -> float32 sRGB in [0, 1], (H, W, 3).
+
+    Gray is repeated to three channels; an alpha channel is composited over white, as a viewer
+    shows a transparent image on a white page.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype == tf.float32:
+        rgb = image
+    else:
+        rgb = tf.image.convert_image_dtype(image, tf.float32)
+    channels = tf.shape(rgb)[-1]
+    rgb = tf.cond(
+        channels >= 3,
+        lambda: rgb,
+        lambda: tf.concat([rgb[..., :1]] * 3 + [rgb[..., 1:]], axis=-1),  # gray (+ alpha) -> RGB (+ alpha)
+    )
+    rgb = tf.cond(
+        tf.shape(rgb)[-1] == 4,
+        lambda: rgb[..., :3] * rgb[..., 3:] + (1.0 - rgb[..., 3:]),
+        lambda: rgb[..., :3],
+    )
+    return tf.ensure_shape(rgb, [None, None, 3])
+
+
+def letterbox_box(height, width, size):
+    """Where an image of ``height x width`` lands inside a ``size x size`` letterbox.
+
+    Returns ``(top, left, new_height, new_width)`` as int32 scalars: the image is scaled so that
+    its longer side is ``size`` (aspect ratio kept, each side at least one pixel) and centred.
+    """
+    height = tf.cast(height, tf.float32)
+    width = tf.cast(width, tf.float32)
+    scale = float(size) / tf.maximum(height, width)
+    new_height = tf.clip_by_value(tf.cast(tf.round(height * scale), tf.int32), 1, size)
+    new_width = tf.clip_by_value(tf.cast(tf.round(width * scale), tf.int32), 1, size)
+    top = (size - new_height) // 2
+    left = (size - new_width) // 2
+    return top, left, new_height, new_width
+
+
+def letterbox(image, size, pad_value=1.0):
+    """Fit ``image`` (H, W, C) float into ``size x size``, aspect ratio kept, padding ``pad_value``.
+
+    The paper pads with **white**, so for sRGB in [0, 1] the default ``pad_value=1.0`` is white
+    (``tf.image.resize_with_pad`` pads black, which is why this function exists).
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    shape = tf.shape(image)
+    top, left, new_height, new_width = letterbox_box(shape[0], shape[1], size)
+    resized = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear", antialias=True)
+    padded = tf.pad(
+        resized - pad_value,
+        [[top, size - new_height - top], [left, size - new_width - left], [0, 0]],
+    )
+    return tf.ensure_shape(padded + pad_value, [size, size, image.shape[-1]])
+
+
+def unletterbox(image, height, width, size):
+    """Undo :func:`letterbox`: crop the padding of a ``size x size`` map, resize to ``height x width``."""
+    top, left, new_height, new_width = letterbox_box(height, width, size)
+    content = image[top : top + new_height, left : left + new_width]
+    return tf.image.resize(content, tf.stack([tf.cast(height, tf.int32), tf.cast(width, tf.int32)]), method="bilinear")
+
+
+def prepare_lab(rgb, size=IMAGE_SIZE):
+    """sRGB (H, W, 3) in [0, 1] -> letterboxed Lab (size, size, 3)."""
+    return rgb_to_lab(letterbox(rgb, size))
+
+
+def inception_input(rgb, size=INCEPTION_SIZE):
+    """sRGB (H, W, 3) in [0, 1] -> the paper's Inception input: letterboxed gray, 3 channels, in [-1, 1]."""
+    l_scaled = scale_l(rgb_to_luminance(letterbox(rgb, size)))  # (size, size, 1)
+    return tf.concat([l_scaled] * 3, axis=-1)  # (size, size, 3)

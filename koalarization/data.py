@@ -1,0 +1,70 @@
+"""The tf.data input pipeline over the records written by ``python -m tfrecords_builder``.
+
+    ds = load_dataset("records/", "train", batch_size=100)
+    for inputs, ab in ds:  # inputs: {"l": (B,224,224,1), "embedding": (B,D)}; ab: (B,224,224,2)
+        ...
+
+Shards are read in parallel (interleave), examples are shuffled, batched, then parsed a whole
+batch at a time (one ``parse_example`` call per batch is much cheaper than one per example), and
+the next batches are prefetched while the model trains, as the tf.data performance guide advises.
+"""
+
+import os
+
+import tensorflow as tf
+
+from koalarization import records
+
+
+def shard_paths(records_dir, split, manifest=None):
+    """The shard files of ``split`` listed in the manifest, checked to exist."""
+    manifest = manifest or records.read_manifest(records_dir)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{records_dir}: no split {split!r}; the records have {sorted(manifest['splits'])}")
+    paths = [os.path.join(records_dir, name) for name in manifest["splits"][split]["shards"]]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{records_dir}: shards listed in the manifest are missing: {missing[:3]}")
+    return paths
+
+
+def load_dataset(records_dir, split, batch_size, shuffle=True, repeat=False, seed=None, with_keys=False):
+    """Batches ``({"l": (B,S,S,1), "embedding": (B,D)}, ab (B,S,S,2))``, all float32, l and ab in [-1, 1].
+
+    ``with_keys=True`` adds ``key``, ``height`` and ``width`` to the inputs dict (for evaluation).
+    An empty split gives an empty dataset.
+    """
+    manifest = records.read_manifest(records_dir)
+    paths = shard_paths(records_dir, split, manifest)
+    image_size = int(manifest["image_size"])
+    dim = records.embedding_dim(manifest)
+
+    files = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
+    if shuffle and paths:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    ds = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(len(paths), 8)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not shuffle,
+    )
+    if shuffle:
+        ds = ds.shuffle(buffer_size=max(4 * batch_size, 256), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=False)
+
+    def to_inputs_targets(serialized):
+        example = records.parse_examples(serialized, image_size, dim)
+        inputs = {"l": example["l"], "embedding": example["embedding"]}
+        if with_keys:
+            inputs.update(key=example["key"], height=example["height"], width=example["width"])
+        return inputs, example["ab"]
+
+    ds = ds.map(to_inputs_targets, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def num_examples(records_dir, split):
+    """How many examples ``split`` holds, from the manifest."""
+    return int(records.read_manifest(records_dir)["splits"].get(split, {}).get("examples", 0))
