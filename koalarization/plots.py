@@ -1,0 +1,62 @@
+"""The evaluation figures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Each function returns the ``Figure`` and saves it when given a path, so the same code serves the
+CLI (PNG files) and the notebooks.
+"""
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+METHOD_LABELS = {"model": "model", "gray": "gray (ab = 0)", "mean_ab": "mean ab"}
+
+
+def _new_figure(width, height):
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def ab_error_cdf(thresholds, curves, aucs, path=None):
+    """Cumulative ab-error curves: ``curves[method]`` is the fraction of pixels within each threshold."""
+    figure = _new_figure(6, 4.5)
+    axes = figure.add_subplot()
+    for method, curve in curves.items():
+        axes.plot(thresholds, curve, label=f"{METHOD_LABELS.get(method, method)} (AuC {aucs[method]:.3f})")
+    axes.set(
+        xlabel="threshold t (Euclidean ab error, Lab units)",
+        ylabel="fraction of pixels with error ≤ t",
+        xlim=(thresholds[0], thresholds[-1]),
+        ylim=(0, 1.01),
+        title="Cumulative ab error (Zhang et al. 2016)",
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    if path:
+        figure.savefig(path)
+    return figure
+
+
+def best_worst_grid(best, worst, path=None):
+    """Rows ``gray | model | original`` for the best then the worst images by model ab MSE.
+
+    ``best`` and ``worst`` are lists of dicts with ``key``, ``ab_mse`` and the RGB images
+    ``gray``, ``model``, ``original`` (H, W, 3) in [0, 1].
+    """
+    rows = [("best", item) for item in best] + [("worst", item) for item in worst]
+    figure = _new_figure(7.5, 2.5 * max(len(rows), 1))
+    for row, (rank, item) in enumerate(rows):
+        for col, name in enumerate(("gray", "model", "original")):
+            axes = figure.add_subplot(len(rows), 3, 3 * row + col + 1)
+            axes.imshow(np.clip(item[name], 0.0, 1.0))
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if row == 0:
+                axes.set_title(name)
+            if col == 0:
+                axes.set_ylabel(f"{rank}: {str(item['key'])[-24:]}\nab MSE {item['ab_mse']:.4f}", fontsize=8)
+    figure.tight_layout()
+    if path:
+        figure.savefig(path)
+    return figure

@@ -1,0 +1,165 @@
+"""Metrics against hand-computed cases and scikit-image; the evaluate CLI end to end."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from conftest import SMALL_DIM, synthetic_photo
+from koalarization import colors, evaluate, metrics, model
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(7)
+
+
+def random_ab(rng, h=20, w=24):
+    """Integer-valued ab maps, so that differences are exact in floating point."""
+    return rng.integers(-60, 60, size=(h, w, 2)).astype(np.float64)
+
+
+# -- hand-computed cases ---------------------------------------------------------------------------
+def test_identical_images_score_perfectly(rng):
+    rgb = synthetic_photo(rng, 24, 32)
+    lab = colors.rgb_to_lab(rgb).numpy()
+    scores, _, curves = evaluate.score_image(lab[..., :1], lab[..., 1:], {"model": lab[..., 1:].copy()})
+    assert scores["model"]["ab_mse"] == 0.0
+    assert scores["model"]["psnr"] == metrics.PSNR_CAP_DB  # documented cap instead of inf
+    assert scores["model"]["ssim"] == pytest.approx(1.0, abs=1e-9)
+    assert scores["model"]["auc"] == 1.0
+    assert scores["model"]["colorfulness_diff"] == 0.0
+    assert scores["colorfulness_original"] > 10  # a colourful picture, so the diff of 0 means something
+    np.testing.assert_array_equal(curves["model"], np.ones(151))
+
+
+def test_constant_ab_shift_gives_known_mse_and_auc(rng):
+    ab_true = random_ab(rng)
+    ab_pred = ab_true + np.array([30.0, 40.0])  # every pixel off by exactly 50 ab units
+    assert metrics.ab_mse(ab_pred, ab_true) == pytest.approx((30**2 + 40**2) / 2 / 127**2)
+    curve = metrics.ab_error_curve(ab_pred, ab_true)
+    np.testing.assert_array_equal(curve, (np.arange(151) >= 50).astype(float))
+    assert metrics.auc(curve) == pytest.approx(101 / 151)  # t = 50..150 of t = 0..150
+
+
+def test_auc_of_half_right_half_wrong(rng):
+    ab_true = random_ab(rng, 10, 10)
+    ab_pred = ab_true.copy()
+    ab_pred[:5] += np.array([0.0, 100.0])  # half the pixels 100 units off, the rest exact
+    assert metrics.auc(metrics.ab_error_curve(ab_pred, ab_true)) == pytest.approx((100 * 0.5 + 51 * 1.0) / 151)
+
+
+def test_psnr_of_a_constant_shift():
+    rgb = np.full((16, 16, 3), 0.5)
+    assert metrics.psnr(rgb + 0.1, rgb) == pytest.approx(20.0)  # MSE 0.01 -> 10 log10(1 / 0.01)
+    assert metrics.psnr(rgb, rgb) == metrics.PSNR_CAP_DB
+
+
+def test_colorfulness_by_hand():
+    gray = np.repeat(np.linspace(0, 1, 64).reshape(8, 8, 1), 3, axis=-1)
+    assert metrics.colorfulness(gray) == pytest.approx(0.0, abs=1e-9)
+    red = np.zeros((8, 8, 3))
+    red[..., 0] = 1.0  # rg = 255, yb = 127.5 everywhere: only the mean term
+    assert metrics.colorfulness(red) == pytest.approx(0.3 * np.hypot(255, 127.5))
+    half = red.copy()
+    half[:4] = 0.0  # half red, half black: rg and yb have mean = std = 127.5 and 63.75
+    assert metrics.colorfulness(half) == pytest.approx(1.3 * np.hypot(127.5, 63.75))
+
+
+# -- against scikit-image --------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(32, 32, 3), (23, 41, 3), (7, 9, 3)])
+def test_psnr_and_ssim_match_skimage(rng, shape):
+    true = rng.random(shape)
+    for pred in (np.clip(true + rng.normal(0, 0.05, shape), 0, 1), rng.random(shape), true * 0.7 + 0.1):
+        assert metrics.psnr(pred, true) == pytest.approx(peak_signal_noise_ratio(true, pred, data_range=1.0))
+        expected = structural_similarity(true, pred, channel_axis=-1, data_range=1.0)
+        assert metrics.ssim(pred, true) == pytest.approx(expected, abs=1e-9)
+
+
+def test_ssim_rejects_images_smaller_than_its_window():
+    with pytest.raises(ValueError, match="at least 7x7"):
+        metrics.ssim(np.zeros((5, 5, 3)), np.zeros((5, 5, 3)))
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny_model") / "model.keras")
+    model.build_colorizer(embedding_dim=SMALL_DIM).save(path)
+    return path
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert min(image.size) > 100
+
+
+def test_cli_on_records_writes_metrics_table_and_plots(synthetic_records, tiny_model, tmp_path, capsys):
+    out = tmp_path / "eval"
+    run_dir = os.path.dirname(tiny_model)  # a run dir holding model.keras works as --model too
+    evaluate.main(["--model", run_dir, "--records", synthetic_records, "--split", "val", "-o", str(out), "--batch-size", "3"])
+    assert "| model |" in capsys.readouterr().out
+    for name in ("metrics.json", "metrics.md", "ab_error_cdf.png", "best_worst.png"):
+        assert (out / name).exists(), name
+    assert_png(out / "ab_error_cdf.png")
+    assert_png(out / "best_worst.png")
+
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["mean"]) == {"model", "gray", "mean_ab"}
+    assert report["examples"] == 4 and len(report["images"]) == 4
+    assert sorted(img["key"] for img in report["images"]) == ["val/0", "val/1", "val/2", "val/3"]
+    assert "train split" in report["mean_ab"]["from"]
+    for img in report["images"]:
+        for method in ("model", "gray", "mean_ab"):
+            assert set(img[method]) == set(evaluate.METRICS)
+            assert 0 <= img[method]["auc"] <= 1 and img[method]["ssim"] <= 1
+        assert img["gray"]["colorfulness"] < 0.5  # ab = 0 really is gray
+        assert img["gray"]["colorfulness_diff"] == pytest.approx(img["colorfulness_original"], abs=0.5)
+    means = report["mean"]["gray"]["ab_mse"], np.mean([img["gray"]["ab_mse"] for img in report["images"]])
+    assert means[0] == pytest.approx(means[1])
+    table = (out / "metrics.md").read_text()
+    assert table.count("\n|") == 4  # header rule + three methods
+
+
+def test_cli_on_image_files_with_random_inception(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate([(40, 56), (48, 32)]):
+        Image.fromarray((synthetic_photo(rng, h, w) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    model_path = str(tmp_path / "m.keras")
+    model.build_colorizer(embedding_dim=1000).save(model_path)
+    out = tmp_path / "eval"
+    evaluate.main(["--model", model_path, "--images", str(photos), "-o", str(out), "--image-size", "32",
+                   "--inception-weights", "random"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "broken.jpg" in printed and "skipped" in printed
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["examples"] == 2
+    assert "evaluated images themselves" in report["mean_ab"]["from"]
+    assert report["source"]["inception_weights"] == "random"
+    assert_png(out / "best_worst.png")
+
+
+def test_cli_errors_name_the_problem(synthetic_records, tiny_model, tmp_path):
+    missing = str(tmp_path / "nope.keras")
+    with pytest.raises(SystemExit, match="nope.keras: no such model file"):
+        evaluate.main(["--model", missing, "--records", synthetic_records, "-o", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="no manifest.json"):
+        evaluate.main(["--model", tiny_model, "--records", str(tmp_path), "-o", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="no split 'test'"):
+        evaluate.main(["--model", tiny_model, "--records", synthetic_records, "--split", "test", "-o", str(tmp_path)])
+    wide = str(tmp_path / "wide.keras")
+    model.build_colorizer(embedding_dim=SMALL_DIM + 1).save(wide)
+    with pytest.raises(SystemExit, match="17-d embeddings but the data has 16-d"):
+        evaluate.main(["--model", wide, "--records", synthetic_records, "-o", str(tmp_path / "o")])
+    with pytest.raises(SystemExit):  # argparse: --records or --images is required
+        evaluate.main(["--model", tiny_model, "-o", str(tmp_path / "o")])
