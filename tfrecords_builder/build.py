@@ -1,0 +1,270 @@
+"""The build: sources -> deterministic shard plan -> decode in parallel -> embed in batches -> shards.
+
+The plan is a pure function of the keys and the settings: each key's split and worker come from
+its SHA-1 (so a photo always lands in the same split, whatever the order or machine), and each
+split's keys, in source order, are cut into shards of ``shard_size``. A shard is written under a
+temporary name and renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips
+shards that are both recorded and present, so no example is lost or duplicated.
+
+Decoding and letterboxing run in ``tf.data`` threads (``num_parallel_calls``) and are prefetched
+while the main thread runs the embedding, so the builder goes as fast as Inception allows.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+
+import koalarization  # noqa: F401  (first: quiet TensorFlow start-up unless --verbose)
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from koalarization import colors, embedding, images, records
+from tfrecords_builder import sources
+
+RANDOM_WEIGHTS_SEED = 0  # --inception-weights random is seeded: reruns, resumes and workers agree
+INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
+
+
+class BuildError(RuntimeError):
+    """A problem with the inputs or settings; the message is one line that says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    split: str
+    name: str
+    positions: tuple  # indices into source.keys, ascending
+
+
+def _key_hash(key):
+    return hashlib.sha1(key.encode("utf-8")).digest()
+
+
+def split_of(key, val_fraction):
+    """'val' or 'train', from the first 8 bytes of SHA-1(key) read as a number in [0, 1)."""
+    unit = int.from_bytes(_key_hash(key)[:8], "big") / 2.0**64
+    return "val" if unit < val_fraction else "train"
+
+
+def worker_of(key, num_workers):
+    """Which worker builds ``key``: the next 8 bytes of SHA-1(key) modulo ``num_workers``."""
+    return int.from_bytes(_key_hash(key)[8:16], "big") % num_workers
+
+
+def plan_shards(keys, config):
+    """This worker's shards: each split's keys in source order, cut into ``shard_size`` pieces."""
+    worker = config.worker_index if config.num_workers > 1 else None
+    by_split = {split: [] for split in records.SPLITS}
+    for position, key in enumerate(keys):
+        if worker_of(key, config.num_workers) == config.worker_index:
+            by_split[split_of(key, config.val_fraction)].append(position)
+    shards = []
+    for split, positions in by_split.items():
+        for index, start in enumerate(range(0, len(positions), config.shard_size)):
+            chunk = tuple(positions[start : start + config.shard_size])
+            shards.append(Shard(split, records.shard_name(split, index, worker), chunk))
+    return shards
+
+
+def _file_names(config):
+    """(manifest, state file, regex of this worker's shard files incl. temporary ones)."""
+    if config.num_workers == 1:
+        return records.MANIFEST_NAME, "build-state.json", re.compile(r"^(train|val)-\d{5}\.tfrecord(\.tmp\d+)?$")
+    w = f"w{config.worker_index:02d}"
+    return f"manifest-{w}.json", f"build-state-{w}.json", re.compile(rf"^(train|val)-{w}-\d{{5}}\.tfrecord(\.tmp\d+)?$")
+
+
+def _load_embedder(config, embedder, embedder_info):
+    """(callable batch -> (B, D), manifest description without dim)."""
+    if embedder is None:
+        if config.inception_weights == "random":
+            keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
+        try:
+            embedder = embedding.build_inception(config.inception_weights)
+        except (FileNotFoundError, ValueError) as error:
+            raise BuildError(" ".join(str(error).split())) from None
+        weights = embedding.describe_weights(config.inception_weights)
+        if config.inception_weights == "random":
+            weights["seed"] = RANDOM_WEIGHTS_SEED
+        info = {"model": INCEPTION_MODEL, "weights": weights}
+    else:
+        name = getattr(embedder, "name", None) or getattr(embedder, "__name__", None) or type(embedder).__name__
+        info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
+    if isinstance(embedder, keras.Model):
+        return embedder.predict_on_batch, info
+    return embedder, info
+
+
+def _decode(payload, payload_is_bytes):
+    """numpy side of the pipeline: payload -> (rgb float32 (H, W, 3), reason bytes, empty if fine)."""
+    try:
+        rgb = images.read_image(payload if payload_is_bytes else payload.decode("utf-8"))
+        return rgb.astype(np.float32), b""
+    except images.ImageError as error:
+        reason = error.reason
+    except Exception as error:  # anything else a broken file can raise; report it and go on
+        reason = f"cannot decode: {type(error).__name__}: {error}"
+    return np.ones((1, 1, 3), np.float32), reason.encode("utf-8")
+
+
+def _prepared_stream(source, positions, image_size, batch_size):
+    """tf.data of dicts: position, reason, height, width, lab (S, S, 3), inception (299, 299, 3)."""
+
+    def prepare(position, payload):
+        rgb, reason = tf.numpy_function(
+            lambda p: _decode(p, source.payload_is_bytes), [payload], [tf.float32, tf.string], stateful=False
+        )
+        rgb = tf.ensure_shape(rgb, [None, None, 3])  # (H, W, 3)
+        return {
+            "position": position,
+            "reason": tf.ensure_shape(reason, []),
+            "height": tf.shape(rgb)[0],
+            "width": tf.shape(rgb)[1],
+            "lab": colors.prepare_lab(rgb, image_size),  # (S, S, 3)
+            "inception": colors.inception_input(rgb),  # (299, 299, 3)
+        }
+
+    ds = source.dataset(positions).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(2 * batch_size).as_numpy_iterator()
+
+
+class _Builder:
+    def __init__(self, config, source, embed, state, bar):
+        self.config, self.source, self.embed, self.state, self.bar = config, source, embed, state, bar
+
+    def shard_examples(self, shard, stream, skipped):
+        """Serialized examples of ``shard``, in order; skipped inputs go to ``skipped``."""
+        batch = []
+        for expected in shard.positions:
+            item = next(stream)
+            assert int(item["position"]) == expected, "source yielded examples out of order"
+            if item["reason"]:
+                key = self.source.keys[expected]
+                skipped.append({"path": key, "reason": item["reason"].decode("utf-8")})
+                tqdm.write(f"skipped {key}: {skipped[-1]['reason']}")
+                self.bar.update(1)
+                continue
+            batch.append(item)
+            if len(batch) == self.config.batch_size:
+                yield from self.embed_and_serialize(batch)
+                batch = []
+        if batch:
+            yield from self.embed_and_serialize(batch)
+
+    def embed_and_serialize(self, batch):
+        inputs = np.stack([item["inception"] for item in batch])  # (B, 299, 299, 3)
+        vectors = np.asarray(self.embed(inputs), dtype=np.float32)  # (B, D)
+        if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+            raise BuildError(f"the embedder returned shape {vectors.shape} for a batch of {len(batch)}; expected (B, D)")
+        dim = self.state.setdefault("dim", int(vectors.shape[1]))
+        if vectors.shape[1] != dim:
+            raise BuildError(f"the embedder returned {vectors.shape[1]}-d vectors, earlier shards hold {dim}-d")
+        for item, vector in zip(batch, vectors):
+            key = self.source.keys[int(item["position"])]
+            yield records.serialize_example(key, item["height"], item["width"], item["lab"], vector)
+        self.bar.update(len(batch))
+
+
+def _prepare_out_dir(config, out, plan, fingerprint):
+    """Clear what must not survive and return the build state (finished shards) to go on from."""
+    manifest_name, state_name, shard_pattern = _file_names(config)
+    os.makedirs(out, exist_ok=True)
+    state_path = os.path.join(out, state_name)
+    state = {"fingerprint": fingerprint, "shards": {}}
+    if config.resume and os.path.exists(state_path):
+        with open(state_path) as f:
+            previous = json.load(f)
+        if previous.get("fingerprint") != fingerprint:
+            raise BuildError(
+                f"--resume: {out} holds a build of other inputs or settings; rerun the command that made "
+                "it with --resume, or leave out --resume to start this build over"
+            )
+        state = previous
+    planned = {shard.name for shard in plan}
+    for name in os.listdir(out):
+        stale = shard_pattern.match(name) and (".tmp" in name or not config.resume or name not in planned)
+        if stale or name == manifest_name or (name == state_name and not config.resume):
+            os.remove(os.path.join(out, name))  # nothing half-done (or from another build) looks done
+    state["shards"] = {n: v for n, v in state["shards"].items() if os.path.exists(os.path.join(out, n))}
+    return state, state_path, os.path.join(out, manifest_name)
+
+
+def build(config, embedder=None, progress=True, embedder_info=None):
+    """Build the records ``config`` describes and return the manifest (also written to ``config.out``).
+
+    ``embedder``: optional callable or Keras model, (B, 299, 299, 3) in [-1, 1] -> (B, D), used
+    instead of Inception-ResNet-v2 (``embedder_info`` optionally describes it in the manifest).
+    Raises :class:`BuildError` or ``embedding.WeightsUnavailableError`` with a one-line message.
+    """
+    say = print if progress else (lambda *a, **k: None)
+    say(f"config: {json.dumps(config.to_json())}")
+    try:
+        source = sources.make_source(config)
+    except sources.SourceError as error:
+        raise BuildError(str(error)) from None
+    embed, info = _load_embedder(config, embedder, embedder_info)
+    plan = plan_shards(source.keys, config)
+    fingerprint = hashlib.sha1(
+        json.dumps(
+            [records.SCHEMA_VERSION, config.image_size, info, [(s.name, [source.keys[p] for p in s.positions]) for s in plan]]
+        ).encode()
+    ).hexdigest()
+    out = config.out
+    state, state_path, manifest_path = _prepare_out_dir(config, out, plan, fingerprint)
+    todo = [s for s in plan if s.name not in state["shards"]]
+    total = sum(len(s.positions) for s in plan)
+    say(
+        f"{source.description}: {len(source.keys)} inputs; this worker {total} in {len(plan)} shards"
+        + (f", {len(plan) - len(todo)} already done" if len(todo) < len(plan) else "")
+    )
+    with tqdm(total=sum(len(s.positions) for s in todo), unit="img", desc="building", disable=not progress) as bar:
+        builder = _Builder(config, source, embed, state, bar)
+        for split in records.SPLITS:
+            shards = [s for s in todo if s.split == split]
+            if not shards:
+                continue
+            positions = [p for s in shards for p in s.positions]
+            stream = _prepared_stream(source, positions, config.image_size, config.batch_size)
+            for shard in shards:
+                path = os.path.join(out, shard.name)
+                skipped = []
+                try:
+                    count = records.write_shard(path, builder.shard_examples(shard, stream, skipped))
+                except BaseException:
+                    for tmp in glob.glob(glob.escape(path) + ".tmp*"):
+                        os.remove(tmp)
+                    raise
+                state["shards"][shard.name] = {"examples": count, "skipped": skipped}
+                records.write_json_atomic(state_path, state)
+
+    manifest = _write_manifest(config, source, plan, state, info, embed, manifest_path)
+    kept = {split: manifest["splits"][split]["examples"] for split in records.SPLITS}
+    say(
+        f"wrote {sum(kept.values())} examples (train {kept['train']}, val {kept['val']}) in {len(plan)} shards "
+        f"to {out}; skipped {len(manifest['skipped'])}; manifest {manifest_path}"
+    )
+    return manifest
+
+
+def _write_manifest(config, source, plan, state, info, embed, manifest_path):
+    if "dim" not in state:  # nothing embedded (every input skipped): ask the embedder once
+        state["dim"] = int(np.asarray(embed(np.zeros((1, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3), np.float32))).shape[-1])
+    splits = {split: {"examples": 0, "shards": []} for split in records.SPLITS}
+    skipped = []
+    for shard in plan:
+        done = state["shards"][shard.name]
+        splits[shard.split]["examples"] += done["examples"]
+        splits[shard.split]["shards"].append(shard.name)
+        skipped += done["skipped"]
+    emb = {**info, "dim": state["dim"], "input_size": colors.INCEPTION_SIZE}
+    extra = {"source": source.description, "inputs": len(source.keys), "config": config.to_json()}
+    if config.num_workers > 1:
+        extra["worker"] = {"index": config.worker_index, "count": config.num_workers}
+    manifest = records.make_manifest(config.image_size, emb, splits, skipped, **extra)
+    records.write_json_atomic(manifest_path, manifest)
+    return manifest
