@@ -6,6 +6,7 @@ errors are never hidden.
 """
 
 import contextlib
+import importlib.util
 import os
 import sys
 
@@ -40,10 +41,20 @@ def _import_tensorflow_quietly():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_silenced():
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ImportError:  # e.g. a JAX-only machine: koalarization.model needs no TensorFlow
+            return
 
         tf.config.list_physical_devices()  # device probing logs happen here, once
 
 
-if not verbose_requested():
+def tensorflow_wanted():
+    """False on Keras' JAX (or torch) backend or without TensorFlow: then ``koalarization.model``
+    can still be imported (it uses only keras), e.g. by ``python -m benchmarks --gpu-jax``."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    return backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None
+
+
+if not verbose_requested() and tensorflow_wanted():
     _import_tensorflow_quietly()

@@ -1,0 +1,164 @@
+"""Run the benchmarks and write ``OUT/<mode>.json`` and ``OUT/<mode>.md``.
+
+    python -m benchmarks                       # full run, under 30 minutes on 2 cores
+    python -m benchmarks --quick               # under 5 minutes: smaller sizes, fewer repeats
+    python -m benchmarks --only record_bytes,input_pipeline --out /tmp/bench
+    python -m benchmarks --gpu-jax             # GPU + JAX, no TensorFlow: bf16 train step, batch 100 at 224
+
+Every figure is the ratio of two measurements of the same run; the table gives both, the ratio,
+the goal and pass / fail / report (or n/a where the goal does not apply to the machine, with the
+reason). The exit status is 1 when a figure could not be measured at all.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import os
+import sys
+import time
+
+from benchmarks import error_figure, machine, report
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How big each measurement is; the presets are FULL, QUICK and SMOKE (the test's)."""
+
+    train_size: int  # image side of the timed train steps
+    train_batch: int
+    warmup_steps: int  # untimed steps before each timed stretch (>= 1)
+    timed_steps: int  # timed steps per stretch
+    rounds: int  # stretches per side, alternating the two sides
+    task_images: int  # synthetic learning task of the bf16 loss check
+    task_size: int
+    task_steps: int
+    matmul_size: int
+    matmul_repeats: int
+    builder_images: int  # builder throughput vs Inception forward
+    builder_batch: int
+    memory_images: tuple  # builder peak memory: (large, small) image counts
+    colorize_shape: tuple  # (height, width) of the big photo to colorize
+    export_repeats: int  # SavedModel bytes -> bytes calls
+    jax_batch: int  # --gpu-jax train step
+    jax_size: int
+    jax_steps: int
+
+
+FULL = Sizes(224, 8, 1, 3, 2, 32, 32, 48, 2048, 7, 64, 16, (1000, 200), (4000, 6000), 5, 100, 224, 10)
+QUICK = Sizes(96, 4, 1, 2, 2, 16, 32, 24, 1024, 5, 16, 8, (300, 60), (4000, 6000), 3, 4, 64, 3)
+SMOKE = Sizes(32, 2, 1, 1, 1, 8, 16, 4, 256, 2, 4, 2, (12, 4), (400, 600), 1, 2, 32, 1)
+
+# (keys, titles, "module:function") of every figure, in table order.
+FIGURES = (
+    (("builder_throughput",), ("builder images/s",), "pipeline:builder_throughput"),
+    (("input_pipeline",), ("training images/s reading records",), "training:input_pipeline"),
+    (
+        ("mixed_bfloat16", "train_gflops"),
+        ("mixed_bfloat16 train step", "training achieved GFLOP/s (float32)"),
+        "training:precision_and_flops",
+    ),
+    (("record_bytes",), ("bytes per record example",), "stages:record_bytes"),
+    (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
+    (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),
+    (("colorize_memory",), ("colorize a 6000x4000 photo: peak memory",), "memory:colorize_memory"),
+)
+ALL_KEYS = tuple(k for keys, _, _ in FIGURES for k in keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    out: str = "benchmarks/results"
+    quick: bool = False
+    smoke: bool = False
+    only: tuple = ()
+    gpu_jax: bool = False
+    verbose: bool = False
+
+    @property
+    def mode(self):
+        size = "smoke" if self.smoke else "quick" if self.quick else "full"
+        return f"gpu-jax-{size}" if self.gpu_jax else size
+
+    @property
+    def sizes(self):
+        return SMOKE if self.smoke else QUICK if self.quick else FULL
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure every stage against its own limit; write OUT/<mode>.json and OUT/<mode>.md.",
+    )
+    parser.add_argument("--out", default=BenchConfig.out, help="folder for the results (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: under 5 minutes on 2 cores")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes, for the test only
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated figure keys to run (default: all): {', '.join(ALL_KEYS)}"
+    )
+    parser.add_argument(
+        "--gpu-jax", action="store_true",
+        help="GPU machine with JAX and no TensorFlow: the train step with Keras on JAX, batch 100 at 224x224 in "
+        "bf16, against the card's measured bf16 matmul rate (with --quick: batch 4 at 64x64, runs on CPU JAX)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
+    args = parser.parse_args(argv)
+    only = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    unknown = sorted(set(only) - set(ALL_KEYS))
+    if unknown:
+        parser.error(f"--only: unknown figure {', '.join(unknown)}; choose from {', '.join(ALL_KEYS)}")
+    return BenchConfig(args.out, args.quick, args.smoke, only, args.gpu_jax, args.verbose)
+
+
+def run_figures(config, log):
+    """Every selected figure; one that fails to measure becomes an 'error' row and the rest go on."""
+    import importlib
+
+    from tqdm import tqdm
+
+    selected = [f for f in FIGURES if not config.only or set(f[0]) & set(config.only)]
+    rows = []
+    for keys, titles, target in tqdm(selected, desc="benchmarks", unit="figure", file=sys.stdout):
+        module_name, function_name = target.split(":")
+        try:
+            module = importlib.import_module(f"benchmarks.{module_name}")
+            rows += getattr(module, function_name)(config.sizes, log=log)
+        except Exception as error:  # a figure that cannot be measured must not stop the others
+            log(f"{', '.join(keys)}: {type(error).__name__}: {error}")
+            rows += [error_figure(k, t, error) for k, t in zip(keys, titles)]
+    return [r for r in rows if not config.only or r["key"] in config.only]
+
+
+def main(argv=None):
+    config = parse_args(argv)
+    print(f"benchmarks: {config}")
+    if config.gpu_jax:
+        os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported anywhere
+    else:
+        import koalarization  # noqa: F401  (quiet TensorFlow start-up)
+    start = time.time()
+    log = lambda message: print(f"  {message}", flush=True)  # noqa: E731
+    info = machine.describe("jax" if config.gpu_jax else "tensorflow")
+    if config.gpu_jax:
+        from benchmarks import gpu_jax
+
+        rows = gpu_jax.run(config.sizes, log=log)
+    else:
+        rows = run_figures(config, log)
+    info["load_average_end"] = machine.load_average()
+    results = {
+        "mode": config.mode,
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "seconds": time.time() - start,
+        "sizes": dataclasses.asdict(config.sizes),
+        "machine": info,
+        "figures": rows,
+    }
+    paths = report.write(results, config.out)
+    print(report.markdown(results))
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 1 if any(r["status"] == "error" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
