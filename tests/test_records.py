@@ -1,0 +1,93 @@
+"""The record schema (koalarization.records): quantization, write -> read, size per example, manifests."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from skimage import color as skcolor
+
+from koalarization import colors, data, records
+
+
+def _random_lab(size, seed=0):
+    rgb = np.random.default_rng(seed).random((size, size, 3))
+    return skcolor.rgb2lab(rgb).astype(np.float32)  # (S, S, 3), real in-gamut Lab
+
+
+def test_quantization_error_within_half_a_unit():
+    lab = _random_lab(224)
+    l, ab = records.quantize_lab(lab)
+    assert l.dtype == np.uint8 and l.shape == (224, 224)
+    assert ab.dtype == np.int8 and ab.shape == (224, 224, 2)
+    assert np.max(np.abs(l / records.L_QUANT - lab[..., 0])) <= 0.5
+    assert np.max(np.abs(ab - lab[..., 1:])) <= 0.5
+
+
+def test_quantization_clips_out_of_range_ab():
+    lab = np.array([[[100.0, 140.0, -140.0]]], np.float32)
+    l, ab = records.quantize_lab(lab)
+    assert l[0, 0] == 255 and list(ab[0, 0]) == [127, -127]
+
+
+def test_write_read_round_trip(tmp_path):
+    size, dim = 32, 10
+    rng = np.random.default_rng(1)
+    labs = [_random_lab(size, seed=s) for s in range(3)]
+    embeddings = rng.normal(size=(3, dim)).astype(np.float32)
+    serialized = [
+        records.serialize_example(f"photo/{i}.jpg", 100 + i, 200 + i, labs[i], embeddings[i]) for i in range(3)
+    ]
+    path = str(tmp_path / records.shard_name("train", 0))
+    assert records.write_shard(path, iter(serialized)) == 3
+    assert os.listdir(tmp_path) == [os.path.basename(path)]  # no temporary file left behind
+
+    batch = next(iter(tf.data.TFRecordDataset(path).batch(3)))
+    parsed = records.parse_examples(batch, size, dim)
+    assert [k.decode() for k in parsed["key"].numpy()] == ["photo/0.jpg", "photo/1.jpg", "photo/2.jpg"]
+    assert list(parsed["height"].numpy()) == [100, 101, 102] and list(parsed["width"].numpy()) == [200, 201, 202]
+    np.testing.assert_array_equal(parsed["embedding"].numpy(), embeddings)
+    l = colors.unscale_l(parsed["l"].numpy())[..., 0]  # (3, S, S)
+    ab = colors.unscale_ab(parsed["ab"].numpy())  # (3, S, S, 2)
+    for i in range(3):
+        assert np.max(np.abs(l[i] - labs[i][..., 0])) <= 0.5 + 1e-4
+        assert np.max(np.abs(ab[i] - labs[i][..., 1:])) <= 0.5 + 1e-4
+
+
+def test_bytes_per_example_about_150_kb():
+    size, dim = 224, 1001
+    example = records.serialize_example("some/photo.jpg", 480, 640, _random_lab(size), np.zeros(dim, np.float32))
+    float32_layout = size * size * 3 * 4 + dim * 4
+    assert len(example) <= 0.27 * float32_layout
+    assert 140_000 <= len(example) <= 160_000
+
+
+def test_shard_names():
+    assert records.shard_name("train", 3) == "train-00003.tfrecord"
+    assert records.shard_name("val", 12, worker_index=1) == "val-w01-00012.tfrecord"
+
+
+def test_manifests_of_workers_merge(tmp_path):
+    embedding = {"model": "m", "weights": {"source": "random"}, "dim": 4, "input_size": 299}
+    for worker, n in ((0, 3), (1, 2)):
+        splits = {
+            "train": {"examples": n, "shards": [records.shard_name("train", 0, worker)]},
+            "val": {"examples": 1, "shards": [records.shard_name("val", 0, worker)]},
+        }
+        manifest = records.make_manifest(32, embedding, splits, [{"path": f"bad{worker}", "reason": "r"}])
+        records.write_json_atomic(str(tmp_path / f"manifest-w{worker:02d}.json"), manifest)
+    merged = records.read_manifest(str(tmp_path))
+    assert merged["splits"]["train"]["examples"] == 5 and merged["splits"]["val"]["examples"] == 2
+    assert len(merged["splits"]["train"]["shards"]) == 2
+    assert [s["path"] for s in merged["skipped"]] == ["bad0", "bad1"]
+
+
+def test_missing_manifest_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        records.read_manifest(str(tmp_path))
+
+
+def test_load_dataset_of_synthetic_records(synthetic_records):
+    inputs, ab = next(iter(data.load_dataset(synthetic_records, "val", batch_size=4, shuffle=False)))
+    assert inputs["l"].shape == (4, 32, 32, 1) and ab.shape == (4, 32, 32, 2)
+    assert data.num_examples(synthetic_records, "train") == 8
