@@ -54,11 +54,15 @@ _EPSILON = 0.008856  # (6/29)^3
 _KAPPA = 7.787  # (29/6)^2 / 3
 
 
+def _srgb_to_linear(rgb):
+    rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
+    return tf.where(rgb > 0.04045, tf.pow((rgb + 0.055) / 1.055, 2.4), rgb / 12.92)
+
+
 def rgb_to_lab(rgb):
     """sRGB in [0, 1], shape (..., 3) -> Lab, shape (..., 3), L in [0, 100]."""
-    rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
-    linear = tf.where(rgb > 0.04045, tf.pow((rgb + 0.055) / 1.055, 2.4), rgb / 12.92)
-    xyz = tf.linalg.matvec(tf.constant(_XYZ_FROM_RGB, tf.float32), linear[..., None, :])[..., 0, :]
+    linear = _srgb_to_linear(rgb)
+    xyz = tf.tensordot(linear, tf.constant(_XYZ_FROM_RGB.T, tf.float32), 1)  # one matmul: fast on big images
     xyz = xyz / tf.constant(_WHITE_D65, tf.float32)
     f = tf.where(xyz > _EPSILON, tf.pow(tf.maximum(xyz, _EPSILON), 1.0 / 3.0), _KAPPA * xyz + 16.0 / 116.0)
     fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
@@ -73,7 +77,7 @@ def lab_to_rgb(lab):
     f = tf.stack([a / 500.0 + fy, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
     xyz = tf.where(f > 0.2068966, tf.pow(f, 3.0), (f - 16.0 / 116.0) / _KAPPA)
     xyz = xyz * tf.constant(_WHITE_D65, tf.float32)
-    linear = tf.linalg.matvec(tf.constant(_RGB_FROM_XYZ, tf.float32), xyz[..., None, :])[..., 0, :]
+    linear = tf.tensordot(xyz, tf.constant(_RGB_FROM_XYZ.T, tf.float32), 1)
     linear = tf.maximum(linear, 0.0)
     rgb = tf.where(
         linear > 0.0031308, 1.055 * tf.pow(tf.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055, 12.92 * linear
@@ -82,8 +86,11 @@ def lab_to_rgb(lab):
 
 
 def rgb_to_luminance(rgb):
-    """sRGB in [0, 1], shape (..., 3) -> L in [0, 100], shape (..., 1)."""
-    return rgb_to_lab(rgb)[..., :1]
+    """sRGB in [0, 1], shape (..., 3) -> L in [0, 100], shape (..., 1) (the L of :func:`rgb_to_lab`)."""
+    linear = _srgb_to_linear(rgb)
+    y = tf.tensordot(linear, tf.constant(_XYZ_FROM_RGB[1:2].T, tf.float32), 1)  # Y (white Y = 1)
+    fy = tf.where(y > _EPSILON, tf.pow(tf.maximum(y, _EPSILON), 1.0 / 3.0), _KAPPA * y + 16.0 / 116.0)
+    return 116.0 * fy - 16.0
 
 
 def luminance_to_rgb(l):
