@@ -36,17 +36,19 @@ class Sizes:
     matmul_repeats: int
     builder_images: int  # builder throughput vs Inception forward
     builder_batch: int
+    real_inception: bool  # False: a tiny stand-in embedder (only the test's size)
     memory_images: tuple  # builder peak memory: (large, small) image counts
     colorize_shape: tuple  # (height, width) of the big photo to colorize
+    colorize_baseline: bool  # also colorize a 224x224 photo, to tell the photo's memory from the rest
     export_repeats: int  # SavedModel bytes -> bytes calls
     jax_batch: int  # --gpu-jax train step
     jax_size: int
     jax_steps: int
 
 
-FULL = Sizes(224, 8, 1, 3, 2, 32, 32, 48, 2048, 7, 64, 16, (1000, 200), (4000, 6000), 5, 100, 224, 10)
-QUICK = Sizes(96, 4, 1, 2, 2, 16, 32, 24, 1024, 5, 16, 8, (300, 60), (4000, 6000), 3, 4, 64, 3)
-SMOKE = Sizes(32, 2, 1, 1, 1, 8, 16, 4, 256, 2, 4, 2, (12, 4), (400, 600), 1, 2, 32, 1)
+FULL = Sizes(224, 8, 1, 3, 2, 32, 32, 48, 2048, 7, 64, 16, True, (1000, 200), (4000, 6000), True, 5, 100, 224, 10)
+QUICK = Sizes(96, 4, 1, 2, 2, 16, 32, 24, 1024, 5, 16, 8, True, (300, 60), (4000, 6000), True, 3, 4, 64, 3)
+SMOKE = Sizes(32, 2, 1, 1, 1, 8, 16, 4, 256, 2, 4, 2, False, (12, 4), (400, 600), False, 1, 2, 32, 1)
 
 # (keys, titles, "module:function") of every figure, in table order.
 FIGURES = (

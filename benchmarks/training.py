@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from benchmarks import figure, interleaved_medians, machine
 from benchmarks.flops import EMBEDDING_DIM, train_flops_per_image
+from benchmarks.photos import synthetic_photos
 from koalarization import colors, model, records
 from koalarization import data as data_lib
 from koalarization import train as train_lib
@@ -35,18 +36,6 @@ def matmul_gflops(size, repeats, dtype=tf.float32):
 
 
 # -- synthetic data ------------------------------------------------------------------------------
-def synthetic_photos(rng, count, height, width):
-    """Smooth colour pictures, float sRGB in [0, 1] (count, H, W, 3): two gradients and a blob."""
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    photos = []
-    for _ in range(count):
-        c0, c1, c2 = rng.random((3, 3))
-        img = c0 * (1 - x[..., None]) + c1 * x[..., None]
-        blob = np.exp(-(((y - rng.random()) ** 2 + (x - rng.random()) ** 2) / 0.05))[..., None]
-        photos.append(img * (1 - blob) + c2 * blob)
-    return np.asarray(photos, np.float32)
-
-
 def learnable_set(count, size, dim, seed=0):
     """A synthetic task the model can learn: inputs ``{"l", "embedding"}`` and scaled ab targets."""
     rng = np.random.default_rng(seed)

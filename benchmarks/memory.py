@@ -1,0 +1,108 @@
+"""Peak-memory figures, each measured on a fresh Python process (TensorFlow's allocations are
+invisible to ``tracemalloc``; the kernel's peak resident set size of the child, from ``wait4``,
+sees everything)."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from benchmarks import figure
+from benchmarks.photos import jpeg_bytes, write_jpegs
+
+MB = 1024 * 1024
+LIMIT_BYTES = 4 * 1024**3  # colorizing a 6000x4000 photo must stay under 4 GB
+
+# Runs the builder over a folder with a stand-in embedder (mean colour x a fixed matrix): the
+# memory that could grow with the dataset is the builder's, not Inception's fixed ~250 MB.
+BUILDER_SCRIPT = """
+import sys
+import numpy as np
+from tfrecords_builder import BuildConfig, build
+photos, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+matrix = np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32)
+embed = lambda x: np.asarray(x).mean(axis=(1, 2)) @ matrix  # (B, 299, 299, 3) -> (B, 1000)
+build(BuildConfig(out=out, images=(photos,), inception_weights="random", batch_size=batch), embedder=embed, progress=False)
+"""
+
+
+def peak_rss(argv, log_path):
+    """Run ``argv`` to the end; return its peak resident set size in bytes (output goes to ``log_path``)."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        with open(log_path) as f:
+            tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{' '.join(argv[:4])} exited with {process.returncode}: {tail[0]}")
+    return usage.ru_maxrss * 1024  # Linux reports kilobytes
+
+
+def builder_memory(sizes, log=print):
+    """Figure: the builder's peak memory on many images vs on few (it must not grow with the dataset)."""
+    large, small = sizes.memory_images
+    batch = 32
+    with tempfile.TemporaryDirectory(prefix="bench-buildmem-") as tmp:
+        peaks = {}
+        for count in (large, small):
+            log(f"builder peak memory: {count} JPEGs of 500x375 in a fresh process")
+            photos = write_jpegs(os.path.join(tmp, f"photos-{count}"), count, seed=count)
+            argv = [sys.executable, "-c", BUILDER_SCRIPT, photos, os.path.join(tmp, f"records-{count}"), str(batch)]
+            peaks[count] = peak_rss(argv, os.path.join(tmp, f"log-{count}.txt"))
+    return [
+        figure(
+            "builder_memory", f"builder peak memory, {large} images",
+            (f"peak RSS, {large} images", peaks[large] / MB, "MB"), (f"peak RSS, {small} images", peaks[small] / MB, "MB"),
+            goal=("<=", 1.1),
+            note=(
+                f"500x375 JPEGs, batch {batch}, default shard size, a stand-in embedder (mean colour x a "
+                f"1000-d matrix) so that only the builder's own memory is compared; each in a fresh process"
+            ),
+        )
+    ]
+
+
+def colorize_memory(sizes, log=print):
+    """Figure: peak memory of ``python -m koalarization.colorize`` on one big photo, vs the 4 GB limit."""
+    import keras
+
+    from koalarization import model
+
+    height, width = sizes.colorize_shape
+    with tempfile.TemporaryDirectory(prefix="bench-colorizemem-") as tmp:
+        model_path = os.path.join(tmp, "model.keras")
+        model.build_colorizer(1000).save(model_path)
+        keras.backend.clear_session()
+        rng = np.random.default_rng(0)
+        big = os.path.join(tmp, "big.jpg")
+        with open(big, "wb") as f:
+            f.write(jpeg_bytes(rng, height, width))
+        small = os.path.join(tmp, "small.jpg")
+        with open(small, "wb") as f:
+            f.write(jpeg_bytes(rng, 224, 224))
+
+        def colorize(photo, name):
+            log(f"colorize {name} photo in a fresh process")
+            argv = [sys.executable, "-m", "koalarization.colorize", photo, "-o", os.path.join(tmp, name),
+                    "--model", model_path, "--inception-weights", "random"]
+            return peak_rss(argv, os.path.join(tmp, f"log-{name}.txt"))
+
+        peak = colorize(big, f"{width}x{height}")
+        baseline = colorize(small, "224x224") if sizes.colorize_baseline else None
+    note = "python -m koalarization.colorize with Inception-ResNet-v2 (random weights) in a fresh process"
+    if baseline:
+        note += (
+            f"; the same command on a 224x224 photo peaks at {baseline / MB:.0f} MB, so the photo itself costs "
+            f"{(peak - baseline) / MB:.0f} MB ({(peak - baseline) / (height * width):.0f} bytes per pixel)"
+        )
+    return [
+        figure(
+            "colorize_memory", f"colorize a {width}x{height} photo: peak memory",
+            (f"peak RSS, one {width}x{height} JPEG", peak / MB, "MB"), ("limit 4 GB", LIMIT_BYTES / MB, "MB"),
+            goal=("<=", 1.0),
+            note=note,
+        )
+    ]
