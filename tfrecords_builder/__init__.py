@@ -5,7 +5,7 @@
 """
 
 import koalarization  # noqa: F401  (first: quiet TensorFlow start-up unless --verbose)
-from tfrecords_builder.build import BuildError, build, split_of, worker_of
+from tfrecords_builder.builder import BuildError, build, split_of, worker_of
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.sources import sample_photo_paths
 

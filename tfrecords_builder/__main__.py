@@ -13,7 +13,7 @@ import sys
 
 import koalarization  # noqa: F401  (quiet TensorFlow start-up unless --verbose)
 from koalarization.embedding import WeightsUnavailableError
-from tfrecords_builder.build import BuildError, build
+from tfrecords_builder.builder import BuildError, build
 from tfrecords_builder.config import config_from_args
 
 

@@ -209,11 +209,9 @@ def build(config, embedder=None, progress=True, embedder_info=None):
         raise BuildError(str(error)) from None
     embed, info = _load_embedder(config, embedder, embedder_info)
     plan = plan_shards(source.keys, config)
-    fingerprint = hashlib.sha1(
-        json.dumps(
-            [records.SCHEMA_VERSION, config.image_size, info, [(s.name, [source.keys[p] for p in s.positions]) for s in plan]]
-        ).encode()
-    ).hexdigest()
+    settings = [records.SCHEMA_VERSION, config.image_size, config.val_fraction, config.shard_size, config.num_workers]
+    shards = [(s.name, [source.keys[p] for p in s.positions]) for s in plan]
+    fingerprint = hashlib.sha1(json.dumps([settings, source.description, info, shards]).encode()).hexdigest()
     out = config.out
     state, state_path, manifest_path = _prepare_out_dir(config, out, plan, fingerprint)
     todo = [s for s in plan if s.name not in state["shards"]]
