@@ -108,6 +108,7 @@ class TrainResult:
     history: dict  # {"epoch": [...], "loss": [...], "val_loss": [...]} over all epochs, resumed ones too
     model: keras.Model
     is_chief: bool = True
+    replicas: int = 1  # replicas in sync under the strategy
 
 
 # -- strategy ----------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ def train(config, callbacks=(), log=_print):
         log(f"Saved the final model to {model_path}")
     if workdir is not None:
         workdir.cleanup()
-    return TrainResult(config, config.run_dir, model_path, history, model, chief)
+    return TrainResult(config, config.run_dir, model_path, history, model, chief, strategy.num_replicas_in_sync)
 
 
 def _fit(model, strategy, config, manifest, n_train, n_val, out_dir, resuming, chief, extra, log):
