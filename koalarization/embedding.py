@@ -42,13 +42,22 @@ def _file_digest(path, chunk=1 << 20):
 
 def describe_weights(weights):
     """What to write in a manifest, config or export about the Inception weights used."""
-    if weights in ("imagenet", "random"):
-        return {"source": weights}
+    if weights == "random":
+        return {"source": "random", "seed": RANDOM_WEIGHTS_SEED}
+    if weights == "imagenet":
+        return {"source": "imagenet"}
     return {"source": "file", "path": os.path.abspath(weights), "sha256_16": _file_digest(weights)}
+
+
+RANDOM_WEIGHTS_SEED = 0  # "random" Inception weights are seeded, so every stage builds the same network
 
 
 def build_inception(weights="imagenet"):
     """Inception-ResNet-v2 with logits output, ``(B, 299, 299, 3)`` in [-1, 1] -> ``(B, 1000)``.
+
+    ``"random"`` weights are drawn after ``keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)``, so
+    the builder, the colorizer and the export all get the same random network (this resets the
+    global random seeds).
 
     Raises :class:`WeightsUnavailableError` with the ways forward when ImageNet weights can be
     neither found in the cache nor downloaded, and ``FileNotFoundError`` for a missing file.
@@ -57,6 +66,8 @@ def build_inception(weights="imagenet"):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{weights}: Inception weights file not found")
     keras_weights = None if weights == "random" else weights
+    if weights == "random":
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     try:
         return keras.applications.InceptionResNetV2(
             include_top=True,
