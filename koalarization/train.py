@@ -161,12 +161,13 @@ def check_run_dir(config):
 
 
 def read_history(path):
-    """history.csv -> {column: [floats]}."""
+    """history.csv -> {column: [floats]}, without the all-"NA" val columns of a run without val."""
     if not os.path.exists(path):
         return {}
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")] for key in (rows[0] if rows else {})}
+    columns = {key: [row[key] for row in rows if row.get(key) not in (None, "", "NA")] for key in (rows[0] if rows else {})}
+    return {key: [float(v) for v in values] for key, values in columns.items() if values}
 
 
 def plot_loss(history, path):
