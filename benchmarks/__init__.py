@@ -43,7 +43,8 @@ def figure(key, title, measured, against, goal=None, ratio=None, note="", applic
 
 def error_figure(key, title, error):
     """The row for a figure whose measurement failed: the reason, on one line."""
-    reason = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    reason = " ".join(f"{type(error).__name__}: {error}".split())  # TF's errors span many lines
+    reason = reason if len(reason) <= 400 else reason[:150] + " ... " + reason[-245:]
     row = figure(key, title, ("-", float("nan"), ""), ("-", float("nan"), ""))
     row.update(status="error", note=reason)
     return row

@@ -44,11 +44,27 @@ class Sizes:
     jax_batch: int  # --gpu-jax train step
     jax_size: int
     jax_steps: int
+    jax_matmul_size: int  # side of the bf16 matmul that measures the card's rate
 
 
-FULL = Sizes(224, 8, 1, 3, 2, 32, 32, 48, 2048, 7, 64, 16, True, (1000, 200), (4000, 6000), True, 5, 100, 224, 10)
-QUICK = Sizes(96, 4, 1, 2, 2, 16, 32, 24, 1024, 5, 16, 8, True, (300, 60), (4000, 6000), True, 3, 4, 64, 3)
-SMOKE = Sizes(32, 2, 1, 1, 1, 8, 16, 4, 256, 2, 4, 2, False, (12, 4), (400, 600), False, 1, 2, 32, 1)
+FULL = Sizes(
+    train_size=224, train_batch=8, warmup_steps=1, timed_steps=3, rounds=2,
+    task_images=32, task_size=32, task_steps=48, matmul_size=2048, matmul_repeats=7,
+    builder_images=64, builder_batch=16, real_inception=True, memory_images=(1000, 200),
+    colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, jax_batch=100, jax_size=224, jax_steps=10,
+    jax_matmul_size=8192,
+)
+QUICK = dataclasses.replace(
+    FULL, train_size=96, train_batch=4, timed_steps=2, task_images=16, task_steps=24, matmul_size=1024,
+    matmul_repeats=5, builder_images=16, builder_batch=8, memory_images=(300, 60), export_repeats=3,
+    jax_batch=4, jax_size=64, jax_steps=3, jax_matmul_size=1024,
+)
+SMOKE = dataclasses.replace(
+    QUICK, train_size=32, train_batch=2, timed_steps=1, rounds=1, task_images=8, task_size=16, task_steps=4,
+    matmul_size=256, matmul_repeats=2, builder_images=4, builder_batch=2, real_inception=False,
+    memory_images=(12, 4), colorize_shape=(400, 600), colorize_baseline=False, export_repeats=1,
+    jax_batch=2, jax_size=32, jax_steps=1, jax_matmul_size=256,
+)
 
 # (keys, titles, "module:function") of every figure, in table order.
 FIGURES = (
@@ -108,6 +124,10 @@ def parse_args(argv=None):
     unknown = sorted(set(only) - set(ALL_KEYS))
     if unknown:
         parser.error(f"--only: unknown figure {', '.join(unknown)}; choose from {', '.join(ALL_KEYS)}")
+    try:  # fail now, not after half an hour of measuring
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--out {args.out}: cannot create the folder: {error.strerror}")
     return BenchConfig(args.out, args.quick, args.smoke, only, args.gpu_jax, args.verbose)
 
 

@@ -65,5 +65,5 @@ def describe(backend="tensorflow"):
         import jax
 
         info["jax"] = jax.__version__
-        info["accelerators"] = [f"{d.platform}:{getattr(d, 'device_kind', '')}" for d in jax.devices()]
+        info["accelerators"] = [f"{d.platform}: {d.device_kind}" for d in jax.devices() if d.platform != "cpu"]
     return info
