@@ -69,15 +69,24 @@ def rgb_to_lab(rgb):
     return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
-def lab_to_rgb(lab):
-    """Lab, shape (..., 3) -> sRGB in [0, 1], shape (..., 3), clipped to the gamut."""
+def lab_to_linear_rgb(lab):
+    """Lab, shape (..., 3) -> linear RGB, shape (..., 3), NOT clipped: outside [0, 1] means out of the sRGB gamut."""
     lab = tf.convert_to_tensor(lab, dtype=tf.float32)
     l, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     fy = (l + 16.0) / 116.0
     f = tf.stack([a / 500.0 + fy, fy, tf.maximum(fy - b / 200.0, 0.0)], axis=-1)
-    xyz = tf.where(f > 0.2068966, tf.pow(f, 3.0), (f - 16.0 / 116.0) / _KAPPA)
+    xyz = tf.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / _KAPPA)
     xyz = xyz * tf.constant(_WHITE_D65, tf.float32)
-    linear = tf.tensordot(xyz, tf.constant(_RGB_FROM_XYZ.T, tf.float32), 1)
+    return tf.tensordot(xyz, tf.constant(_RGB_FROM_XYZ.T, tf.float32), 1)
+
+
+def lab_to_rgb(lab):
+    """Lab, shape (..., 3) -> sRGB in [0, 1], shape (..., 3), clipped to the gamut."""
+    return linear_to_srgb(lab_to_linear_rgb(lab))
+
+
+def linear_to_srgb(linear):
+    """Linear RGB, shape (..., 3) -> sRGB in [0, 1] (gamma encoded), clipped to the gamut."""
     linear = tf.maximum(linear, 0.0)
     rgb = tf.where(
         linear > 0.0031308, 1.055 * tf.pow(tf.maximum(linear, 0.0031308), 1.0 / 2.4) - 0.055, 12.92 * linear
