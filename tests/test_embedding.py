@@ -14,7 +14,6 @@ OFFLINE_ERROR = "URL fetch failure on https://storage.googleapis.com/...: None -
 
 @pytest.fixture(scope="module")
 def random_inception():
-    keras.utils.set_random_seed(0)
     return embedding.build_inception("random")
 
 
@@ -74,4 +73,4 @@ def test_fallback_to_random_says_so(monkeypatch):
     model, used = embedding.load_inception_or_fallback("imagenet", log=logged.append)
     assert used == "random" and built == [None] and model.output_shape == (None, 2)
     assert len(logged) == 1 and "RANDOM" in logged[0]
-    assert embedding.describe_weights(used) == {"source": "random"}
+    assert embedding.describe_weights(used)["source"] == "random"

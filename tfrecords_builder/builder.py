@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from koalarization import colors, embedding, images, records
 from tfrecords_builder import sources
 
-RANDOM_WEIGHTS_SEED = 0  # --inception-weights random is seeded: reruns, resumes and workers agree
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
 
 
@@ -82,16 +81,11 @@ def _file_names(config):
 def _load_embedder(config, embedder, embedder_info):
     """(callable batch -> (B, D), manifest description without dim)."""
     if embedder is None:
-        if config.inception_weights == "random":
-            keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
         try:
-            embedder = embedding.build_inception(config.inception_weights)
+            embedder = embedding.build_inception(config.inception_weights)  # "random" is seeded there
         except (FileNotFoundError, ValueError) as error:
             raise BuildError(" ".join(str(error).split())) from None
-        weights = embedding.describe_weights(config.inception_weights)
-        if config.inception_weights == "random":
-            weights["seed"] = RANDOM_WEIGHTS_SEED
-        info = {"model": INCEPTION_MODEL, "weights": weights}
+        info = {"model": INCEPTION_MODEL, "weights": embedding.describe_weights(config.inception_weights)}
     else:
         name = getattr(embedder, "name", None) or getattr(embedder, "__name__", None) or type(embedder).__name__
         info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
