@@ -1,7 +1,7 @@
 """Evaluate a trained colorizer beside two baselines: metrics, a markdown table and plots.
 
     python -m koalarization.evaluate --model runs/smoke --records records/ --split val -o out/eval
-    python -m koalarization.evaluate --model runs/smoke/model.keras --images photos/ -o out/eval
+    python -m koalarization.evaluate --model runs/smoke --images photos/ -o out/eval-photos
 
 Three methods are scored on the same images: the ``model``, ``gray`` (ab = 0, the gray image
 itself) and ``mean_ab`` (every pixel gets the training set's mean a*, b*). Per image and on
@@ -9,10 +9,11 @@ average: ab MSE (scaled as the loss), PSNR and SSIM of the RGB result against th
 colorfulness and its absolute difference from the original's, and the AuC of the cumulative
 ab-error curve over 0-150 (see :mod:`koalarization.metrics`).
 
-Images are scored at the working resolution (letterboxed, 224 by default), on the photo only: the
-white letterbox bars are cropped away first, since every method gets them right for free. With
-``--records`` the L/ab pairs and embeddings come from the records; with ``--images`` the files are
-letterboxed here and the embedding is computed with Inception-ResNet-v2 (``--inception-weights``).
+With ``--records`` the photos are the records' letterboxed L/ab pairs (and their stored
+embeddings), scored at that resolution on the photo only: the white letterbox bars are cropped
+away first, since every method gets them right for free. With ``--images`` each file is colorized
+as ``python -m koalarization.colorize`` does it (network at the working size, chroma upsampled
+onto the full-resolution luminance) and scored at its own resolution, shrunk to ``--max-side``.
 
 Writes to ``-o``: ``metrics.json`` (per image and mean per method), ``metrics.md`` (the table),
 ``ab_error_cdf.png`` (the curves of the three methods) and ``best_worst.png`` (gray | model |
@@ -26,11 +27,11 @@ import json
 import os
 import sys
 
-import keras
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
-from koalarization import colors, data, embedding, images, metrics, model, plots, records  # noqa: F401 (model registers FusionLayer)
+from koalarization import colorize, colors, data, embedding, images, inference, metrics, plots, records
 
 METHODS = ("model", "gray", "mean_ab")
 METRICS = ("ab_mse", "psnr", "ssim", "colorfulness", "colorfulness_diff", "auc")
@@ -38,36 +39,48 @@ METRICS = ("ab_mse", "psnr", "ssim", "colorfulness", "colorfulness_diff", "auc")
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    model: str  # a .keras file, or a run dir holding model.keras
+    model: str  # run dir, .keras file or SavedModel dir
     out_dir: str
     records: str | None = None  # records dir to evaluate (with split) ...
     split: str = "val"
     images: tuple[str, ...] = ()  # ... or image files / folders / globs
     batch_size: int = 16
     max_examples: int = 0  # 0 = all
-    image_size: int = colors.IMAGE_SIZE  # working resolution for --images (records carry their own)
-    inception_weights: str = "imagenet"  # for --images: imagenet | random | PATH
+    max_side: int = 1024  # --images: larger photos are shrunk to this longer side before scoring
+    working_size: int | None = None  # --images: network size; default: the training image size
+    inception_weights: str | None = None  # --images: imagenet | random | PATH; default: as in training
     mean_ab_records: str | None = None  # records whose train split gives the mean-ab baseline
-    mean_ab_examples: int = 2000  # how many training examples to average for it
+    mean_ab_examples: int = 2000  # how many training examples to average for it (0 = all)
     grid_rows: int = 3  # best and worst images shown in best_worst.png (each)
     verbose: bool = False
 
 
-# -- inputs ------------------------------------------------------------------------------------
-def load_colorizer(path):
-    """A trained colorizer from a ``.keras`` file or a run dir with ``model.keras``."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such model file (pass a .keras file or a run dir with model.keras)")
-    try:
-        return keras.saving.load_model(path, compile=False)  # FusionLayer is registered by model's import
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: cannot load the model: {error}") from None
+# -- the model ---------------------------------------------------------------------------------
+def load_predictor(model_path):
+    """``(predict_ab, embedding_dim, run_config)`` for a run dir, ``.keras`` file or SavedModel.
+
+    ``predict_ab(l (B,S,S,1), embedding (B,D)) -> ab (B,S,S,2)``, both scaled as in training.
+    """
+    kind, path, run_config = inference.resolve_model(model_path)
+    if kind == "saved_model":
+        signature = tf.saved_model.load(path).signatures.get("colorize_lab")
+        if signature is None:
+            raise inference.ModelError(f"{path}: SavedModel lacks the 'colorize_lab' signature; re-export it")
+        dim = int(signature.structured_input_signature[1]["embedding"].shape[-1])
+        return (lambda l, e: signature(l=tf.constant(l), embedding=tf.constant(e))["ab"]), dim, run_config
+    colorizer = inference.load_colorizer(path)
+    return (lambda l, e: colorizer.predict_on_batch({"l": l, "embedding": e})), inference.embedding_dim_of(colorizer), run_config
 
 
+def trained_on_records(run_config):
+    """The records dir a run was trained on, when its config says so and it is still there."""
+    path = ((run_config or {}).get("config") or {}).get("records")
+    return path if isinstance(path, str) and os.path.isfile(os.path.join(path, records.MANIFEST_NAME)) else None
+
+
+# -- inputs: batches of {"key", "height", "width", "l", "ab" (scaled), "embedding" or "rgb"} ------
 def record_batches(records_dir, split, batch_size, max_examples=0):
-    """Batches of dicts with scaled ``l``, ``ab``, ``embedding`` and ``key``, ``height``, ``width``."""
+    """The records' letterboxed L/ab pairs and their stored embeddings."""
     ds = data.load_dataset(records_dir, split, batch_size, shuffle=False, with_keys=True)
     seen = 0
     for inputs, ab in ds:
@@ -82,38 +95,50 @@ def record_batches(records_dir, split, batch_size, max_examples=0):
             return
 
 
-def image_batches(paths, batch_size, size, inception=None, log=print):
-    """Like :func:`record_batches` for image files; the embedding is computed when ``inception`` is given.
+def read_photo(path, max_side):
+    """sRGB (H, W, 3) of an image file, shrunk so that its longer side is at most ``max_side``."""
+    rgb = images.read_image(path)
+    scale = max_side / max(rgb.shape[:2])
+    if scale < 1:
+        size = [max(1, round(rgb.shape[0] * scale)), max(1, round(rgb.shape[1] * scale))]
+        rgb = tf.clip_by_value(tf.image.resize(rgb, size, antialias=True), 0.0, 1.0).numpy()
+    return rgb
 
-    Unreadable files are reported through ``log`` and skipped.
-    """
+
+def photo_batches(paths, batch_size, max_side, log=print):
+    """Image files in batches of ``{"key", "rgb": [(H, W, 3), ...]}``; unreadable files are logged and skipped."""
     for start in range(0, len(paths), batch_size):
-        labs, inception_inputs, keys, heights, widths = [], [], [], [], []
+        batch = {"key": [], "rgb": []}
         for path in paths[start : start + batch_size]:
             try:
-                rgb = images.read_image(path)
+                batch["rgb"].append(read_photo(path, max_side))
+                batch["key"].append(path)
             except images.ImageError as error:
                 log(f"skipped {error}")
-                continue
-            labs.append(colors.prepare_lab(rgb, size).numpy())  # (S, S, 3)
-            if inception is not None:
-                inception_inputs.append(colors.inception_input(rgb).numpy())  # (299, 299, 3)
-            keys.append(path)
-            heights.append(rgb.shape[0])
-            widths.append(rgb.shape[1])
-        if not keys:
-            continue
-        lab = np.stack(labs)  # (B, S, S, 3)
-        batch = {
-            "key": keys,
-            "height": np.array(heights),
-            "width": np.array(widths),
-            "l": colors.scale_l(lab[..., :1]),
-            "ab": colors.scale_ab(lab[..., 1:]),
-        }
-        if inception is not None:
-            batch["embedding"] = inception.predict_on_batch(np.stack(inception_inputs))  # (B, 1000)
-        yield batch
+        if batch["key"]:
+            yield batch
+
+
+def mean_ab(records_dir, batch_size, max_examples):
+    """The mean a*, b* (Lab units) over the photo pixels of a train split (letterbox bars left out)."""
+    total, count = np.zeros(2), 0
+    for batch in record_batches(records_dir, "train", batch_size, max_examples):
+        size = batch["ab"].shape[1]
+        for ab, height, width in zip(batch["ab"], batch["height"], batch["width"]):
+            top, left, h, w = content_box(height, width, size)
+            total += colors.unscale_ab(ab[top : top + h, left : left + w]).sum(axis=(0, 1))
+            count += h * w
+    return total / max(count, 1)
+
+
+def photos_mean_ab(paths, max_side):
+    """The mean a*, b* over all pixels of the photos themselves (the fallback baseline)."""
+    total, count = np.zeros(2), 0
+    for batch in photo_batches(paths, 8, max_side, log=lambda _: None):
+        for rgb in batch["rgb"]:
+            total += colors.rgb_to_lab(rgb)[..., 1:].numpy().sum(axis=(0, 1))
+            count += rgb.shape[0] * rgb.shape[1]
+    return total / max(count, 1)
 
 
 def content_box(height, width, size):
@@ -121,30 +146,23 @@ def content_box(height, width, size):
     return tuple(int(v) for v in colors.letterbox_box(height, width, size))
 
 
-def mean_ab(batches):
-    """The mean a*, b* (Lab units) over the photo pixels of ``batches`` (letterbox bars left out)."""
-    total, count = np.zeros(2), 0
-    for batch in batches:
-        size = batch["ab"].shape[1]
-        for ab, height, width in zip(batch["ab"], batch["height"], batch["width"]):
-            top, left, h, w = content_box(height, width, size)
-            total += colors.unscale_ab(ab[top : top + h, left : left + w]).sum(axis=(0, 1))
-            count += h * w
-    if count == 0:
-        raise ValueError("no images to compute the mean ab from")
-    return total / count
-
-
 # -- scoring -----------------------------------------------------------------------------------
-def score_image(l, ab_true, predictions):
+def score_image(l, ab_true, predictions, original_rgb=None):
     """Metrics of each method's ab (Lab units, (H, W, 2)) for one photo with L (H, W, 1).
 
+    Each method's RGB is made as ``colorize`` makes it (L kept, chroma fitted to sRGB);
+    ``original_rgb`` is the photo itself, by default rebuilt the same way from L and ``ab_true``.
     Returns ``(scores, rgbs, curves)``: ``scores[method][metric]`` plus ``scores["colorfulness_original"]``,
     the RGB images (original and per method) and the ab-error curves.
     """
-    names = ["original", *predictions]
-    lab = np.stack([np.concatenate([l, ab], axis=-1) for ab in [ab_true, *predictions.values()]])
-    rgbs = dict(zip(names, colors.lab_to_rgb(lab).numpy()))  # each (H, W, 3)
+    l = np.asarray(l, np.float32)
+    to_convert = predictions if original_rgb is not None else {"original": ab_true, **predictions}
+    rgbs = {
+        name: inference.lab_to_rgb_keeping_luminance(l, np.asarray(ab, np.float32)).numpy()  # (H, W, 3)
+        for name, ab in to_convert.items()
+    }
+    if original_rgb is not None:
+        rgbs["original"] = np.asarray(original_rgb)
     original_colorfulness = metrics.colorfulness(rgbs["original"])
     scores, curves = {"colorfulness_original": original_colorfulness}, {}
     for method, ab in predictions.items():
@@ -161,78 +179,93 @@ def score_image(l, ab_true, predictions):
     return scores, rgbs, curves
 
 
-def evaluate(config, log=print):
-    """Score the model and both baselines on the configured images; write and return the report."""
-    colorizer = load_colorizer(config.model)
-    model_dim = colorizer.input["embedding"].shape[-1] if isinstance(colorizer.input, dict) else None
+def record_examples(config, predict_ab, model_dim):
+    """Per image ``(key, height, width, L (h,w,1), ab_true, ab_model (h,w,2), None)`` in Lab units, photo part only."""
+    data_dim = records.embedding_dim(records.read_manifest(config.records))
+    if model_dim != data_dim:
+        raise inference.ModelError(
+            f"{config.model}: the colorizer expects {model_dim}-d embeddings but {config.records} holds {data_dim}-d ones"
+        )
+    for batch in record_batches(config.records, config.split, config.batch_size, config.max_examples):
+        ab_model = np.asarray(predict_ab(batch["l"], batch["embedding"]))  # (B, S, S, 2)
+        size = batch["l"].shape[1]
+        for i, key in enumerate(batch["key"]):
+            top, left, h, w = content_box(batch["height"][i], batch["width"][i], size)
+            crop = (slice(top, top + h), slice(left, left + w))
+            l = colors.unscale_l(batch["l"][i][crop])  # (h, w, 1)
+            ab_true = colors.unscale_ab(batch["ab"][i][crop])  # (h, w, 2)
+            yield key, int(batch["height"][i]), int(batch["width"][i]), l, ab_true, colors.unscale_ab(ab_model[i][crop]), None
 
+
+def photo_examples(config, paths, predict_ab, embed, working_size, log=print):
+    """Like :func:`record_examples` for image files, at their own resolution, by the method of
+    ``colorize`` (network at ``working_size``, chroma upsampled onto the full-resolution L); the
+    last item is the photo's own RGB, the original to compare with."""
+    for batch in photo_batches(paths, config.batch_size, config.max_side, log):
+        pairs = [inference.network_inputs(rgb, working_size) for rgb in batch["rgb"]]
+        embeddings = embed(tf.stack([p[1] for p in pairs]))  # (B, D)
+        ab_model = predict_ab(tf.stack([p[0] for p in pairs]), embeddings)  # (B, S, S, 2)
+        for key, rgb, ab in zip(batch["key"], batch["rgb"], ab_model):
+            height, width = rgb.shape[:2]
+            lab = colors.rgb_to_lab(rgb).numpy()  # (H, W, 3)
+            ab_full = colors.unscale_ab(colors.unletterbox(ab, height, width, working_size)).numpy()  # (H, W, 2)
+            yield key, height, width, lab[..., :1], lab[..., 1:], ab_full, rgb
+
+
+def evaluate(config, inception=None, log=print):
+    """Score the model and both baselines on the configured images; write and return the report.
+
+    ``inception``: an already built embedder for ``images`` (default: built from the run's weights).
+    """
     if config.records:
-        manifest = records.read_manifest(config.records)
-        data_dim = records.embedding_dim(manifest)
+        predict_ab, model_dim, run_config = load_predictor(config.model)
         total = data.num_examples(config.records, config.split)
-        batches = record_batches(config.records, config.split, config.batch_size, config.max_examples)
+        examples = record_examples(config, predict_ab, model_dim)
         source = {"records": os.path.abspath(config.records), "split": config.split}
     else:
         paths = images.find_images(config.images)
         paths = paths[: config.max_examples] if config.max_examples else paths
         if not paths:
             raise FileNotFoundError(f"{' '.join(config.images)}: no image files found")
-        data_dim = embedding.EMBEDDING_DIM
         total = len(paths)
-        source = {"images": [os.path.abspath(p) for p in paths], "inception_weights": config.inception_weights}
-    if model_dim is not None and model_dim != data_dim:
-        raise ValueError(
-            f"{config.model}: the model takes {model_dim}-d embeddings but the data has {data_dim}-d ones"
-        )
+        run_config = inference.resolve_model(config.model)[2]
+        settings = colorize.ColorizeConfig(
+            inputs=(), out_dir=config.out_dir, model=config.model,
+            working_size=config.working_size, inception_weights=config.inception_weights,
+        )  # fmt: skip
+        predict_ab, embed, working_size = colorize.load_model(settings, inception, log)
+        examples = photo_examples(config, paths, predict_ab, embed, working_size, log)
+        source = {"images": [os.path.abspath(p) for p in paths], "working_size": working_size, "max_side": config.max_side}
     if config.max_examples:
         total = min(total, config.max_examples)
 
-    # The mean-ab baseline: a training split when there is one, else the evaluated images themselves.
-    mean_source = config.mean_ab_records or config.records
-    if mean_source and data.num_examples(mean_source, "train") > 0:
-        mean = mean_ab(record_batches(mean_source, "train", config.batch_size, config.mean_ab_examples))
-        n_mean = min(data.num_examples(mean_source, "train"), config.mean_ab_examples or sys.maxsize)
-        mean_info = f"train split of {mean_source} ({n_mean} images)"
+    # The mean-ab baseline: a training split when there is one, else the evaluated photos themselves.
+    mean_source = config.mean_ab_records or config.records or trained_on_records(run_config)
+    n_train = data.num_examples(mean_source, "train") if mean_source else 0
+    if n_train:
+        mean = mean_ab(mean_source, config.batch_size, config.mean_ab_examples)
+        mean_info = f"train split of {mean_source} ({min(n_train, config.mean_ab_examples or n_train)} images)"
+    elif config.records:
+        raise ValueError(f"{mean_source}: no train split for the mean-ab baseline; pass --mean-ab-records DIR")
     else:
-        evaluated = (
-            record_batches(config.records, config.split, config.batch_size, config.max_examples)
-            if config.records
-            else image_batches(paths, config.batch_size, config.image_size, log=lambda _: None)
-        )
-        mean = mean_ab(evaluated)
-        mean_info = "the evaluated images themselves (no training records given)"
+        mean = photos_mean_ab(paths, config.max_side)
+        mean_info = "the evaluated images themselves (no training records found; pass --mean-ab-records)"
     log(f"mean-ab baseline: a={mean[0]:.2f} b={mean[1]:.2f}, from {mean_info}")
-
-    if not config.records:
-        inception, used = embedding.build_inception(config.inception_weights), config.inception_weights
-        batches = image_batches(paths, config.batch_size, config.image_size, inception, log=log)
-        source["inception_weights"] = used
 
     per_image, curve_sums = [], {m: np.zeros_like(metrics.AUC_THRESHOLDS) for m in METHODS}
     best, worst = [], []  # heaps of (±ab_mse, index, images) for the grid
-    with tqdm(total=total, desc="evaluate", unit="img", disable=None) as progress:
-        for batch in batches:
-            ab_model = colorizer.predict_on_batch({"l": batch["l"], "embedding": batch["embedding"]})  # (B,S,S,2)
-            size = batch["l"].shape[1]
-            for i, key in enumerate(batch["key"]):
-                top, left, h, w = content_box(batch["height"][i], batch["width"][i], size)
-                crop = (slice(top, top + h), slice(left, left + w))
-                l = colors.unscale_l(batch["l"][i][crop])  # (h, w, 1)
-                ab_true = colors.unscale_ab(batch["ab"][i][crop])  # (h, w, 2)
-                predictions = {
-                    "model": colors.unscale_ab(np.asarray(ab_model[i])[crop]),
-                    "gray": np.zeros_like(ab_true),
-                    "mean_ab": np.broadcast_to(mean, ab_true.shape),
-                }
-                scores, rgbs, curves = score_image(l, ab_true, predictions)
-                for method in METHODS:
-                    curve_sums[method] += curves[method]
-                index = len(per_image)
-                per_image.append({"key": key, "height": int(batch["height"][i]), "width": int(batch["width"][i]), **scores})
-                shown = {"key": key, "ab_mse": scores["model"]["ab_mse"], "gray": rgbs["gray"], "model": rgbs["model"], "original": rgbs["original"]}
-                _keep(best, (-shown["ab_mse"], index, shown), config.grid_rows)
-                _keep(worst, (shown["ab_mse"], index, shown), config.grid_rows)
-                progress.update(1)
+    with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr, disable=None) as progress:
+        for key, height, width, l, ab_true, ab_model, original in examples:
+            predictions = {"model": ab_model, "gray": np.zeros_like(ab_true), "mean_ab": np.broadcast_to(mean, ab_true.shape)}
+            scores, rgbs, curves = score_image(l, ab_true, predictions, original)
+            for method in METHODS:
+                curve_sums[method] += curves[method]
+            index = len(per_image)
+            per_image.append({"key": key, "height": height, "width": width, **scores})
+            shown = {"key": key, "ab_mse": scores["model"]["ab_mse"], **{k: rgbs[k] for k in ("gray", "model", "original")}}
+            _keep(best, (-shown["ab_mse"], index, shown), config.grid_rows)
+            _keep(worst, (shown["ab_mse"], index, shown), config.grid_rows)
+            progress.update(1)
     if not per_image:
         raise ValueError("no images were evaluated")
 
@@ -281,7 +314,13 @@ def markdown_table(report):
         f"(from {report['mean_ab']['from']}).",
         "ab MSE on ab/127 as the training loss; PSNR/SSIM of RGB in [0, 1] against the original "
         f"(PSNR capped at {metrics.PSNR_CAP_DB:g} dB); colorfulness of Hasler & Süsstrunk (2003); "
-        "AuC of the cumulative ab error over 0-150 (Zhang et al. 2016). Letterbox bars excluded.",
+        "AuC of the cumulative ab error over 0-150 (Zhang et al. 2016). "
+        + (
+            "Records at their working size, letterbox bars excluded."
+            if "records" in report["source"]
+            else "Photos at their own size (longer side at most "
+            f"{report['source']['max_side']}), colorized as `colorize` does."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -305,29 +344,36 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m koalarization.evaluate",
         description="Score a colorizer against the gray and mean-ab baselines; write metrics.json, "
-        "metrics.md, ab_error_cdf.png and best_worst.png.",
+        "metrics.md, ab_error_cdf.png and best_worst.png to --out-dir.",
     )
-    parser.add_argument("--model", required=True, help="a .keras file, or a run dir holding model.keras")
+    parser.add_argument("--model", required=True, help="run dir (model.keras + config.json), .keras file or exported SavedModel dir")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--records", help="records dir (from python -m tfrecords_builder) to evaluate")
-    what.add_argument("--images", nargs="+", help="image files, folders or globs to evaluate")
-    parser.add_argument("-o", "--out-dir", required=True, help="where to write the metrics and plots")
+    what.add_argument("--records", help="records dir (from python -m tfrecords_builder) to evaluate, with --split")
+    what.add_argument(
+        "--images", nargs="+", metavar="INPUT",
+        help="image files, folders (recursive) or globs to evaluate at their own resolution, as colorize sees them",
+    )
+    parser.add_argument("-o", "--out-dir", required=True, help="where to write the metrics and plots (created if needed)")
     parser.add_argument("--split", default="val", help="records split to evaluate (default: val)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default: 16)")
-    parser.add_argument("--max-examples", type=int, default=0, help="evaluate at most this many images (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per network call (default: 16)")
+    parser.add_argument("--max-examples", type=int, default=0, help="evaluate at most this many images (default 0: all)")
     parser.add_argument(
-        "--image-size", type=int, default=colors.IMAGE_SIZE,
-        help=f"working resolution for --images, divisible by 8 (default: {colors.IMAGE_SIZE})",
+        "--max-side", type=int, default=1024,
+        help="--images: photos with a longer side are shrunk to it before scoring (default: 1024)",
     )
     parser.add_argument(
-        "--inception-weights", default="imagenet",
-        help="for --images: Inception-ResNet-v2 weights, 'imagenet', 'random' or a weights file; "
-        "use what the records the model was trained on used (default: imagenet)",
+        "--working-size", type=int,
+        help="--images: square size (multiple of 8) the network runs at (default: the training image size, else 224)",
+    )
+    parser.add_argument(
+        "--inception-weights",
+        help="--images with a run dir or .keras file: Inception-ResNet-v2 weights, imagenet, random or a "
+        "weights file (default: the weights recorded in the run's config, else imagenet)",
     )
     parser.add_argument(
         "--mean-ab-records",
-        help="records dir whose train split gives the mean-ab baseline (default: --records; with "
-        "--images and no training records, the evaluated images' own mean, reported as such)",
+        help="records dir whose train split gives the mean-ab baseline (default: --records, or the records "
+        "the run was trained on; failing both, with --images, the evaluated photos' own mean, reported as such)",
     )
     parser.add_argument(
         "--mean-ab-examples", type=int, default=2000,
@@ -336,19 +382,14 @@ def parse_args(argv=None):
     parser.add_argument("--grid-rows", type=int, default=3, help="best and worst images in best_worst.png, each (default: 3)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.grid_rows < 1 or args.max_examples < 0 or args.mean_ab_examples < 0:
-        parser.error("--batch-size and --grid-rows must be >= 1, --max-examples and --mean-ab-examples >= 0")
-    if args.image_size < 8 or args.image_size % 8:
-        parser.error(f"--image-size must be a positive multiple of 8, got {args.image_size}")
+    if min(args.batch_size, args.grid_rows, args.max_side) < 1 or min(args.max_examples, args.mean_ab_examples) < 0:
+        parser.error("--batch-size, --grid-rows and --max-side must be >= 1; --max-examples and --mean-ab-examples >= 0")
+    if args.working_size is not None and (args.working_size < 8 or args.working_size % 8):
+        parser.error(f"--working-size must be a positive multiple of 8, got {args.working_size}")
     if args.images and args.split != "val":
         parser.error("--split only applies to --records")
-    return EvaluateConfig(
-        model=args.model, out_dir=args.out_dir, records=args.records, split=args.split,
-        images=tuple(args.images or ()), batch_size=args.batch_size, max_examples=args.max_examples,
-        image_size=args.image_size, inception_weights=args.inception_weights,
-        mean_ab_records=args.mean_ab_records, mean_ab_examples=args.mean_ab_examples,
-        grid_rows=args.grid_rows, verbose=args.verbose,
-    )  # fmt: skip
+    fields = vars(args)
+    return EvaluateConfig(**{**fields, "images": tuple(fields["images"] or ())})
 
 
 def main(argv=None):
@@ -356,11 +397,13 @@ def main(argv=None):
     print(json.dumps(dataclasses.asdict(config)))
     try:
         report = evaluate(config)
-    except (FileNotFoundError, ValueError, embedding.WeightsUnavailableError) as error:
-        sys.exit(f"evaluate: error: {error}")
+    except (inference.ModelError, embedding.WeightsUnavailableError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(markdown_table(report))
     print(f"wrote metrics.json, metrics.md, ab_error_cdf.png, best_worst.png to {config.out_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

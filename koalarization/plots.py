@@ -4,6 +4,8 @@ Each function returns the ``Figure`` and saves it when given a path, so the same
 CLI (PNG files) and the notebooks.
 """
 
+import os
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -55,7 +57,8 @@ def best_worst_grid(best, worst, path=None):
             if row == 0:
                 axes.set_title(name)
             if col == 0:
-                axes.set_ylabel(f"{rank}: {str(item['key'])[-24:]}\nab MSE {item['ab_mse']:.4f}", fontsize=8)
+                name = os.path.basename(str(item["key"])) or str(item["key"])
+                axes.set_ylabel(f"{rank}: {name[-24:]}\nab MSE {item['ab_mse']:.4f}", fontsize=8)
     figure.tight_layout()
     if path:
         figure.savefig(path)
