@@ -53,12 +53,6 @@ def build_module(colorizer, inception, working_size=colors.IMAGE_SIZE):
     module.colorizer_variables = list(colorizer.variables)
     module.inception_variables = list(inception.variables)
 
-    def predict_ab(l, embedding):
-        return colorizer({"l": l, "embedding": embedding}, training=False)  # (B, H, W, 2)
-
-    def embed_images(gray):
-        return inception(gray, training=False)  # (B, D)
-
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, None, None, 1], tf.float32, name="l"),
@@ -66,13 +60,20 @@ def build_module(colorizer, inception, working_size=colors.IMAGE_SIZE):
         ]
     )
     def colorize_lab(l, embedding):
-        return {"ab": predict_ab(l, embedding)}
+        return {"ab": colorizer({"l": l, "embedding": embedding}, training=False)}  # (B, H, W, 2)
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32, name="inception_input")]
     )
     def embed(inception_input):
-        return {"embedding": embed_images(inception_input)}
+        return {"embedding": inception(inception_input, training=False)}  # (B, D)
+
+    # serving_default calls the two functions above, so each network is traced once.
+    def predict_ab(l, embedding):
+        return colorize_lab(l, embedding)["ab"]
+
+    def embed_images(gray):
+        return embed(gray)["embedding"]
 
     def colorize_encoded(image_bytes):
         image = tf.io.decode_image(image_bytes, dtype=tf.float32, expand_animations=False)  # (H, W, C) in [0, 1]
