@@ -1,6 +1,7 @@
 """The colorizer network: the paper's layer table, any input size, save/load, the JAX backend,
 and a fusion layer that really carries the embedding's information."""
 
+import json
 import os
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_one_training_step_on_the_jax_backend_without_tensorflow():
         """
         import sys
         sys.modules["tensorflow"] = None  # any `import tensorflow` now fails: the model needs none
-        import keras, numpy as np
+        import json, keras, numpy as np
         assert keras.backend.backend() == "jax", keras.backend.backend()
         from koalarization.model import build_colorizer, compile_colorizer
         model = compile_colorizer(build_colorizer(8), 0.001)
@@ -119,15 +120,17 @@ def test_one_training_step_on_the_jax_backend_without_tensorflow():
         before = model.get_weights()
         loss = float(model.train_on_batch(x, y))
         changed = sum(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-        print("RESULT", loss, changed, len(before))
+        print("RESULT", json.dumps({"loss": loss, "changed": changed, "total": len(before)}))
         """
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    _, loss, changed, total = done.stdout.split("RESULT")[-1].split()
-    assert np.isfinite(float(loss))
-    assert int(changed) == int(total)  # every weight moved: gradients reached the whole network
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert np.isfinite(result["loss"])
+    assert result["changed"] == result["total"]  # every weight moved: gradients reached the whole network
 
 
 def _two_class_set(rng, n, size=16, dim=8):
