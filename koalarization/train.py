@@ -397,6 +397,7 @@ def _fit(model, strategy, config, manifest, n_train, n_val, out_dir, resuming, c
                 break
         if model.stop_training and not math.isfinite(logs["loss"]):
             callback_list.on_train_end(logs)
+            log("")  # end the progress bar's line
             raise UserError(f"the loss became {logs['loss']} in epoch {epoch + 1}; try a lower --learning-rate")
         if val_ds is not None:
             callback_list.on_test_begin()

@@ -118,6 +118,14 @@ def test_empty_val_split_trains_without_validation(tmp_path):
     assert os.path.exists(os.path.join(config.run_dir, "samples", "epoch_002.png"))  # panel from train images
 
 
+def test_diverging_run_stops_with_a_clear_error(records16, tmp_path):
+    config = TrainConfig(records=records16, run_dir=str(tmp_path / "run"), epochs=2, steps_per_epoch=3,
+                         batch_size=2, learning_rate=1e30)
+    with pytest.raises(UserError, match="the loss became nan in epoch 1; try a lower --learning-rate"):
+        train(config)  # TerminateOnNaN stopped it
+    assert not os.path.exists(os.path.join(config.run_dir, "model.keras"))
+
+
 def test_presets_fill_defaults_and_flags_override():
     base = ["--records", "r", "--run-dir", "d"]
     paper = parse_config(base)
