@@ -127,20 +127,26 @@ def _save_png(array, path):
 
 
 def comparison_panel(rgb, colorized):
-    """uint8 panel: gray input | colorized | original (only when the input had colour), same height."""
+    """uint8 panel: gray input | colorized | original (only when the input had colour), one height.
+
+    ``rgb``: the input, float (H, W, 3); ``colorized``: uint8 (H, W, 3). The panel is between
+    ``PANEL_MIN_HEIGHT`` and ``PANEL_MAX_HEIGHT`` pixels high, so a 1x1 is visible and a panorama small.
+    """
     import numpy as np
     from PIL import Image
 
-    gray = colors.luminance_to_rgb(colors.rgb_to_luminance(rgb))  # (H, W, 3)
-    tiles = [inference.to_uint8(gray).numpy(), colorized]
-    if float(np.ptp(rgb, axis=-1).max()) > 1.0 / 255.0:
-        tiles.append(inference.to_uint8(rgb).numpy())
     height = int(np.clip(rgb.shape[0], PANEL_MIN_HEIGHT, PANEL_MAX_HEIGHT))
     width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
     resample = Image.NEAREST if height > rgb.shape[0] else Image.LANCZOS
-    tiles = [np.asarray(Image.fromarray(t).resize((width, height), resample)) for t in tiles]
+
+    def fit(tile):
+        return np.asarray(Image.fromarray(tile).resize((width, height), resample))
+
+    original = fit(inference.to_uint8(rgb).numpy())  # (height, width, 3)
+    gray = inference.to_uint8(colors.luminance_to_rgb(colors.rgb_to_luminance(original / 255.0))).numpy()
+    tiles = [gray, fit(colorized)] + ([original] if float(np.ptp(rgb, axis=-1).max()) > 1.0 / 255.0 else [])
     gap = np.full((height, PANEL_GAP, 3), 255, np.uint8)
-    return np.concatenate([part for t in tiles for part in (t, gap)][:-1], axis=1)
+    return np.concatenate([part for tile in tiles for part in (tile, gap)][:-1], axis=1)
 
 
 def colorize_files(config, inception=None, log=print):
@@ -150,13 +156,16 @@ def colorize_files(config, inception=None, log=print):
 
     if config.batch_size < 1:
         raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+    if config.working_size is not None:
+        inference.check_working_size(config.working_size)
     predict_ab, embed, working_size = load_model(config, inception, log)
     jobs, missing = plan_outputs(config.inputs, config.out_dir)
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
 
-    def flush(batch):
+    def flush(batch, progress):
+        written = 0
         try:
             outputs = inference.colorize_batch([tf.constant(rgb) for _, _, rgb in batch], predict_ab, embed, working_size)
             for (path, out, rgb), colorized in zip(batch, outputs):
@@ -165,30 +174,34 @@ def colorize_files(config, inception=None, log=print):
                 if config.compare:
                     _save_png(comparison_panel(rgb, colorized), out + "_compare.png")
                 summary.colorized.append(out + ".png")
-        except (tf.errors.OpError, MemoryError) as error:
-            for path, _, _ in batch:
+                written += 1
+                progress.update()
+        except (tf.errors.OpError, MemoryError) as error:  # e.g. out of memory on a huge image
+            for path, _, _ in batch[written:]:
                 summary.failed.append((path, f"colorization failed: {error.__class__.__name__}: {error}"))
-                log(f"skipped {path}: colorization failed ({error.__class__.__name__})")
+                progress.write(f"skipped {path}: colorization failed ({error.__class__.__name__})")
+                progress.update()
         batch.clear()
 
     batch = []
-    with tqdm(jobs, desc="colorizing", unit="image", file=sys.stderr, disable=not jobs) as progress:
-        say = progress.write if jobs else log
-        for path, stem in progress:
+    with tqdm(total=len(jobs), desc="colorizing", unit="image", file=sys.stderr, disable=not jobs) as progress:
+        for path, stem in jobs:
             out = os.path.join(config.out_dir, stem)
             if os.path.exists(out + ".png") and not config.overwrite:
                 summary.existing.append(out + ".png")
-                say(f"kept {out}.png: already exists (pass --overwrite to replace it)")
+                progress.write(f"kept {out}.png: already exists (pass --overwrite to replace it)")
+                progress.update()
                 continue
             try:
                 batch.append((path, out, images.read_image(path)))
             except images.ImageError as error:
                 summary.failed.append((error.path, error.reason))
-                say(f"skipped {error}")
+                progress.write(f"skipped {error}")
+                progress.update()
             if len(batch) >= config.batch_size:
-                flush(batch)
+                flush(batch, progress)
         if batch:
-            flush(batch)
+            flush(batch, progress)
     log(
         f"colorized {len(summary.colorized)}, kept {len(summary.existing)} existing, "
         f"failed {len(summary.failed)} -> {config.out_dir}"

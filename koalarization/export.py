@@ -153,6 +153,8 @@ def export_saved_model(
 
 def export_from_path(config, inception=None, log=print):
     """Resolve ``config.model`` (run dir or .keras), pick the Inception weights, and export."""
+    if config.working_size is not None:
+        inference.check_working_size(config.working_size)
     kind, model_path, run_config = inference.resolve_model(config.model)
     if kind != "keras":
         raise inference.ModelError(f"{config.model}: already a SavedModel; export takes a run dir or a .keras file")

@@ -243,6 +243,8 @@ def test_command_line_errors(run_dir, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert colorize.main(["x.png", "-o", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     assert "nope: model not found" in capsys.readouterr().err
+    assert colorize.main(["x.png", "-o", str(tmp_path), "--model", run_dir, "--working-size", "30"]) == 2
+    assert "working size 30: must be a multiple of 8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         colorize.main(["--help"])
     assert "--inception-weights" in capsys.readouterr().out
