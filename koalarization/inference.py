@@ -47,7 +47,7 @@ def _in_gamut(linear):
 
 
 def lab_to_rgb_keeping_luminance(luminance, ab, steps=GAMUT_STEPS):
-    """(H, W, 1) L + (H, W, 2) ab -> sRGB (H, W, 3), each colour outside sRGB desaturated just enough to fit.
+    """L (..., 1) + ab (..., 2) -> sRGB (..., 3), each colour outside sRGB desaturated just enough to fit.
 
     Clipping an out-of-gamut colour in RGB instead would change its luminance (a bright orange
     comes out darker), and the output's luminance must be the input's: here L is kept exactly and
