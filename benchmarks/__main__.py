@@ -49,20 +49,21 @@ class Sizes:
 
 FULL = Sizes(
     train_size=224, train_batch=8, warmup_steps=1, timed_steps=3, rounds=2,
-    task_images=32, task_size=32, task_steps=48, matmul_size=2048, matmul_repeats=7,
+    task_images=16, task_size=32, task_steps=96, matmul_size=2048, matmul_repeats=7,
     builder_images=64, builder_batch=16, real_inception=True, memory_images=(1000, 200),
     colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, jax_batch=100, jax_size=224, jax_steps=10,
     jax_matmul_size=8192,
 )
 QUICK = dataclasses.replace(
-    FULL, train_size=96, train_batch=4, timed_steps=2, task_images=16, task_steps=24, matmul_size=1024,
-    matmul_repeats=5, builder_images=16, builder_batch=8, memory_images=(300, 60), export_repeats=3,
+    FULL, train_size=96, train_batch=4, timed_steps=3, rounds=1, task_images=8, task_size=16, task_steps=48,
+    matmul_size=1024, matmul_repeats=5, builder_images=16, builder_batch=8, memory_images=(300, 60),
+    colorize_baseline=False, export_repeats=3,
     jax_batch=4, jax_size=64, jax_steps=3, jax_matmul_size=1024,
 )
 SMOKE = dataclasses.replace(
-    QUICK, train_size=32, train_batch=2, timed_steps=1, rounds=1, task_images=8, task_size=16, task_steps=4,
+    QUICK, train_size=32, train_batch=2, timed_steps=1, task_steps=4,
     matmul_size=256, matmul_repeats=2, builder_images=4, builder_batch=2, real_inception=False,
-    memory_images=(12, 4), colorize_shape=(400, 600), colorize_baseline=False, export_repeats=1,
+    memory_images=(12, 4), colorize_shape=(400, 600), export_repeats=1,
     jax_batch=2, jax_size=32, jax_steps=1, jax_matmul_size=256,
 )
 

@@ -1,6 +1,10 @@
-"""Peak-memory figures, each measured on a fresh Python process (TensorFlow's allocations are
-invisible to ``tracemalloc``; the kernel's peak resident set size of the child, from ``wait4``,
-sees everything)."""
+"""Peak-memory figures, each measured on a fresh Python process.
+
+TensorFlow's allocations are invisible to ``tracemalloc``, so the child reports the kernel's peak
+resident set size of its own address space (``VmHWM`` in ``/proc/self/status``) when it exits.
+Not ``ru_maxrss`` from ``wait4``: that keeps the parent's resident size at the moment of the fork,
+so every child of a big benchmark process would seem as big as its parent.
+"""
 
 import os
 import subprocess
@@ -21,24 +25,43 @@ BUILDER_SCRIPT = """
 import sys
 import numpy as np
 from tfrecords_builder import BuildConfig, build
-photos, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+photos, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])  # argv[0] is the script
 matrix = np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32)
 embed = lambda x: np.asarray(x).mean(axis=(1, 2)) @ matrix  # (B, 299, 299, 3) -> (B, 1000)
 build(BuildConfig(out=out, images=(photos,), inception_weights="random", batch_size=batch), embedder=embed, progress=False)
 """
 
 
-def peak_rss(argv, log_path):
-    """Run ``argv`` to the end; return its peak resident set size in bytes (output goes to ``log_path``)."""
+# Runs a module as ``python -m`` would (or a script with -c) and writes its VmHWM (kB) at exit.
+PEAK_WRAPPER = """
+import atexit, os, runpy, sys
+def report():
+    with open("/proc/self/status") as f:
+        peak_kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_PEAK_FILE"], "w") as f:
+        f.write(peak_kb)
+atexit.register(report)
+kind, target, sys.argv = sys.argv[1], sys.argv[2], sys.argv[2:]
+if kind == "module":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<benchmark>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def peak_rss(kind, target, args, log_path):
+    """Run module or script ``target`` with ``args`` in a fresh Python; return its peak RSS in bytes."""
+    peak_file = log_path + ".peak"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "BENCH_PEAK_FILE": peak_file}
     with open(log_path, "w") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
+        code = subprocess.call([sys.executable, "-c", PEAK_WRAPPER, kind, target, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code or not os.path.exists(peak_file):
         with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"{' '.join(argv[:4])} exited with {process.returncode}: {tail[0]}")
-    return usage.ru_maxrss * 1024  # Linux reports kilobytes
+        name = target if kind == "module" else "the builder script"
+        raise RuntimeError(f"{name} exited with {code}: {tail[0]}")
+    with open(peak_file) as f:
+        return int(f.read()) * 1024
 
 
 def builder_memory(sizes, log=print):
@@ -50,8 +73,8 @@ def builder_memory(sizes, log=print):
         for count in (large, small):
             log(f"builder peak memory: {count} JPEGs of 500x375 in a fresh process")
             photos = write_jpegs(os.path.join(tmp, f"photos-{count}"), count, seed=count)
-            argv = [sys.executable, "-c", BUILDER_SCRIPT, photos, os.path.join(tmp, f"records-{count}"), str(batch)]
-            peaks[count] = peak_rss(argv, os.path.join(tmp, f"log-{count}.txt"))
+            args = [photos, os.path.join(tmp, f"records-{count}"), str(batch)]
+            peaks[count] = peak_rss("script", BUILDER_SCRIPT, args, os.path.join(tmp, f"log-{count}.txt"))
     return [
         figure(
             "builder_memory", f"builder peak memory, {large} images",
@@ -86,9 +109,8 @@ def colorize_memory(sizes, log=print):
 
         def colorize(photo, name):
             log(f"colorize {name} photo in a fresh process")
-            argv = [sys.executable, "-m", "koalarization.colorize", photo, "-o", os.path.join(tmp, name),
-                    "--model", model_path, "--inception-weights", "random"]
-            return peak_rss(argv, os.path.join(tmp, f"log-{name}.txt"))
+            args = [photo, "-o", os.path.join(tmp, name), "--model", model_path, "--inception-weights", "random"]
+            return peak_rss("module", "koalarization.colorize", args, os.path.join(tmp, f"log-{name}.txt"))
 
         peak = colorize(big, f"{width}x{height}")
         baseline = colorize(small, "224x224") if sizes.colorize_baseline else None
