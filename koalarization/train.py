@@ -76,6 +76,7 @@ class TrainConfig:
     distribution: str = "none"
     seed: int = 0
     sample_images: int = 4  # images in the gray | prediction | truth panel
+    export: bool = True  # export RUN/saved_model/1 for TF Serving at the end (Inception records only)
     verbose: bool = False
 
     def __post_init__(self):
@@ -351,11 +352,24 @@ def train(config, callbacks=(), log=_print):
         model_path = os.path.join(config.run_dir, "model.keras")
         model.save(model_path)
         plot_loss(history, os.path.join(config.run_dir, "loss.png"))
-        # Export hook: the SavedModel export (koalarization/export.py) plugs in here, from model_path.
         log(f"Saved the final model to {model_path}")
+        if config.export:
+            export_run(config.run_dir, manifest, log)
     if workdir is not None:
         workdir.cleanup()
     return TrainResult(config, config.run_dir, model_path, history, model, chief, strategy.num_replicas_in_sync)
+
+
+def export_run(run_dir, manifest, log):
+    """Export ``run_dir/saved_model/1`` for TF Serving, when the records hold Inception embeddings."""
+    from koalarization import embedding, export
+
+    facts = manifest["embedding"]
+    if facts.get("dim") != embedding.EMBEDDING_DIM or facts.get("weights", {}).get("source") not in ("imagenet", "random", "file"):
+        log(f"Not exporting a SavedModel: the records' embeddings come from {facts.get('model')!r}, not Inception-ResNet-v2.")
+        return None
+    out = os.path.join(run_dir, "saved_model", "1")
+    return export.export_from_path(export.ExportConfig(model=run_dir, out=out, overwrite=True), log=log)
 
 
 def _fit(model, strategy, config, manifest, n_train, n_val, out_dir, resuming, chief, extra, log):
@@ -436,6 +450,9 @@ def parse_config(argv=None):
                         help="none (default): one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG")
     parser.add_argument("--seed", type=int, help="seed of weight initialisation and shuffling (default 0)")
     parser.add_argument("--sample-images", type=int, help="images in the per-epoch sample panel (default 4)")
+    parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
+                        help="export RUN/saved_model/1 for TF Serving at the end (default: yes, for records "
+                        "with Inception embeddings); --no-export skips it")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = vars(parser.parse_args(argv))
     preset = args.pop("preset")
