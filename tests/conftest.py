@@ -24,15 +24,28 @@ def synthetic_photo(rng, height=48, width=64):
     return img.astype(np.float32)
 
 
-def write_synthetic_records(out_dir, n_train=8, n_val=4, image_size=32, dim=SMALL_DIM, seed=0, shards=2):
-    """Records in the builder's schema from synthetic photos, with a random 'embedding'."""
+def learnable_photo(rng, height=48, width=64):
+    """A synthetic photo whose colour a colorizer can
+    learn it quickly and its validation loss must fall: random luminance, one warm tint (a*=30, b*=20)
+    everywhere, as in an old sepia photo collection."""
+    gray = synthetic_photo(rng, height, width).mean(axis=-1)
+    l = 25.0 + 60.0 * (gray - gray.min()) / (np.ptp(gray) + 1e-6)  # (H, W) in [25, 85]
+    lab = np.stack([l, np.full_like(l, 30.0), np.full_like(l, 20.0)], axis=-1)
+    return colors.lab_to_rgb(lab).numpy()
+
+
+def write_synthetic_records(out_dir, n_train=8, n_val=4, image_size=32, dim=SMALL_DIM, seed=0, shards=2, learnable=False):
+    """Records in the builder's schema from synthetic photos, with a random 'embedding'.
+
+    ``learnable=True`` uses :func:`learnable_photo` (colour determined by luminance)."""
     rng = np.random.default_rng(seed)
+    make_photo = learnable_photo if learnable else synthetic_photo
     os.makedirs(out_dir, exist_ok=True)
     splits = {}
     for split, n in (("train", n_train), ("val", n_val)):
         examples = []
         for i in range(n):
-            rgb = synthetic_photo(rng)
+            rgb = make_photo(rng)
             lab = colors.prepare_lab(rgb, image_size).numpy()
             examples.append(records.serialize_example(f"{split}/{i}", rgb.shape[0], rgb.shape[1], lab, rng.normal(size=dim)))
         names = []

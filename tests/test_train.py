@@ -21,7 +21,7 @@ from koalarization.train import PRESETS, TrainConfig, UserError, main, parse_con
 def records16(tmp_path_factory):
     """16 train + 4 val synthetic photos at 32x32, 16-d embeddings, built with 'random' weights."""
     out = str(tmp_path_factory.mktemp("records16"))
-    write_synthetic_records(out, n_train=16, n_val=4, image_size=32, seed=1)
+    write_synthetic_records(out, n_train=16, n_val=4, image_size=32, seed=1, learnable=True)
     return out
 
 
