@@ -6,11 +6,16 @@ split's keys, in source order, are cut into shards of ``shard_size``. A shard is
 temporary name and renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips
 shards that are both recorded and present, so no example is lost or duplicated.
 
-Decoding and letterboxing run in ``tf.data`` threads (``num_parallel_calls``) and are prefetched
-while the main thread runs the embedding, so the builder goes as fast as Inception allows.
+Decoding (Pillow) and letterboxing + Lab (one TensorFlow graph, traced once) run in a few threads,
+one batch ahead of the main thread, which runs the embedding: the builder goes as fast as
+Inception allows, and holds about two batches of photos in memory.
 """
 
+import collections
+import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -27,6 +32,7 @@ from koalarization import colors, embedding, images, records
 from tfrecords_builder import sources
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
+PREP_THREADS = 2  # decode + convert threads; TensorFlow ops inside them use its own thread pool
 
 
 class BuildError(RuntimeError):
@@ -94,37 +100,67 @@ def _load_embedder(config, embedder, embedder_info):
     return embedder, info
 
 
-def _decode(payload, payload_is_bytes):
-    """numpy side of the pipeline: payload -> (rgb float32 (H, W, 3), reason bytes, empty if fine)."""
+def _decode(payload):
+    """payload (path str or encoded bytes) -> (rgb float32 (H, W, 3), None) or (None, reason)."""
     try:
-        rgb = images.read_image(payload if payload_is_bytes else payload.decode("utf-8"))
-        return rgb.astype(np.float32), b""
+        return images.read_image(payload), None
     except images.ImageError as error:
-        reason = error.reason
+        return None, error.reason
     except Exception as error:  # anything else a broken file can raise; report it and go on
-        reason = f"cannot decode: {type(error).__name__}: {error}"
-    return np.ones((1, 1, 3), np.float32), reason.encode("utf-8")
+        return None, f"cannot decode: {type(error).__name__}: {error}"
 
 
-def _prepared_stream(source, positions, image_size, batch_size):
-    """tf.data of dicts: position, reason, height, width, lab (S, S, 3), inception (299, 299, 3)."""
+@functools.lru_cache(maxsize=None)
+def _letterbox_and_convert(image_size):
+    """sRGB (H, W, 3) -> (Lab (S, S, 3), Inception input (299, 299, 3)), one graph for any H, W.
 
-    def prepare(position, payload):
-        rgb, reason = tf.numpy_function(
-            lambda p: _decode(p, source.payload_is_bytes), [payload], [tf.float32, tf.string], stateful=False
-        )
-        rgb = tf.ensure_shape(rgb, [None, None, 3])  # (H, W, 3)
-        return {
-            "position": position,
-            "reason": tf.ensure_shape(reason, []),
-            "height": tf.shape(rgb)[0],
-            "width": tf.shape(rgb)[1],
-            "lab": colors.prepare_lab(rgb, image_size),  # (S, S, 3)
-            "inception": colors.inception_input(rgb),  # (299, 299, 3)
-        }
+    Traced once per process and size, without AutoGraph: tracing per build (as a ``tf.data`` map
+    function does) or per photo shape costs more than converting a photo.
+    """
 
-    ds = source.dataset(positions).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(2 * batch_size).as_numpy_iterator()
+    def convert(rgb):
+        return colors.prepare_lab(rgb, image_size), colors.inception_input(rgb)
+
+    return tf.function(convert, input_signature=[tf.TensorSpec([None, None, 3], tf.float32)], autograph=False)
+
+
+def _prepare(position, payload, convert):
+    """One input -> dict: position, reason (None if fine), height, width, lab, inception."""
+    rgb, reason = _decode(payload)
+    if reason is not None:
+        return {"position": position, "reason": reason}
+    lab, inception = convert(rgb)  # (S, S, 3), (299, 299, 3)
+    height, width = rgb.shape[:2]
+    return {
+        "position": position,
+        "reason": None,
+        "height": height,
+        "width": width,
+        "lab": lab.numpy(),
+        "inception": inception.numpy(),
+    }
+
+
+def _prepared_stream(source, positions, image_size, lookahead):
+    """The prepared inputs at ``positions``, in order (see :func:`_prepare`).
+
+    Pillow decodes and TensorFlow converts in ``PREP_THREADS`` threads (both release the GIL),
+    ``lookahead`` inputs ahead of the consumer: while the caller embeds one batch, the next one is
+    being prepared, and memory holds about two batches whatever the size of the dataset.
+    """
+    convert = _letterbox_and_convert(image_size)
+    pending = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(PREP_THREADS, thread_name_prefix="prepare") as pool:
+        try:
+            for position, payload in source.payloads(positions):
+                pending.append(pool.submit(_prepare, int(position), payload, convert))
+                if len(pending) > lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # the consumer stopped early (an error): drop the rest
+                future.cancel()
 
 
 class _Builder:
@@ -137,9 +173,9 @@ class _Builder:
         for expected in shard.positions:
             item = next(stream)
             assert int(item["position"]) == expected, "source yielded examples out of order"
-            if item["reason"]:
+            if item["reason"] is not None:
                 key = self.source.keys[expected]
-                skipped.append({"path": key, "reason": item["reason"].decode("utf-8")})
+                skipped.append({"path": key, "reason": item["reason"]})
                 tqdm.write(f"skipped {key}: {skipped[-1]['reason']}")
                 self.bar.update(1)
                 continue
@@ -159,7 +195,7 @@ class _Builder:
         if vectors.shape[1] != dim:
             raise BuildError(f"the embedder returned {vectors.shape[1]}-d vectors, earlier shards hold {dim}-d")
         for item, vector in zip(batch, vectors):
-            key = self.source.keys[int(item["position"])]
+            key = self.source.keys[item["position"]]
             yield records.serialize_example(key, item["height"], item["width"], item["lab"], vector)
         self.bar.update(len(batch))
 
@@ -218,21 +254,8 @@ def build(config, embedder=None, progress=True, embedder_info=None):
         builder = _Builder(config, source, embed, state, bar)
         for split in records.SPLITS:
             shards = [s for s in todo if s.split == split]
-            if not shards:
-                continue
-            positions = [p for s in shards for p in s.positions]
-            stream = _prepared_stream(source, positions, config.image_size, config.batch_size)
-            for shard in shards:
-                path = os.path.join(out, shard.name)
-                skipped = []
-                try:
-                    count = records.write_shard(path, builder.shard_examples(shard, stream, skipped))
-                except BaseException:
-                    for tmp in glob.glob(glob.escape(path) + ".tmp*"):
-                        os.remove(tmp)
-                    raise
-                state["shards"][shard.name] = {"examples": count, "skipped": skipped}
-                records.write_json_atomic(state_path, state)
+            if shards:
+                _build_split(config, source, shards, builder, state, state_path)
 
     manifest = _write_manifest(config, source, plan, state, info, embed, manifest_path)
     kept = {split: manifest["splits"][split]["examples"] for split in records.SPLITS}
@@ -241,6 +264,24 @@ def build(config, embedder=None, progress=True, embedder_info=None):
         f"to {out}; skipped {len(manifest['skipped'])}; manifest {manifest_path}"
     )
     return manifest
+
+
+def _build_split(config, source, shards, builder, state, state_path):
+    """Write ``shards`` (all of one split) in order, recording each finished one in ``state``."""
+    positions = [p for s in shards for p in s.positions]
+    stream = _prepared_stream(source, positions, config.image_size, lookahead=config.batch_size)
+    with contextlib.closing(stream):  # on an error, the preparing threads stop now
+        for shard in shards:
+            path = os.path.join(config.out, shard.name)
+            skipped = []
+            try:
+                count = records.write_shard(path, builder.shard_examples(shard, stream, skipped))
+            except BaseException:
+                for tmp in glob.glob(glob.escape(path) + ".tmp*"):
+                    os.remove(tmp)
+                raise
+            state["shards"][shard.name] = {"examples": count, "skipped": skipped}
+            records.write_json_atomic(state_path, state)
 
 
 def _write_manifest(config, source, plan, state, info, embed, manifest_path):

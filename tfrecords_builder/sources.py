@@ -1,8 +1,8 @@
 """Where photos come from: files and folders, a tensorflow-datasets dataset, or the bundled samples.
 
-Every source is an ordered list of stable ``keys`` plus ``dataset(positions)``, a ``tf.data``
-pipeline of ``(position, payload)`` for the chosen positions in ascending order; the payload is
-a file path or the encoded image bytes, decoded later by ``koalarization.images.read_image``.
+Every source is an ordered list of stable ``keys`` plus ``payloads(positions)``, an iterator of
+``(position, payload)`` for the chosen positions in ascending order; the payload is a file path
+(str) or the encoded image bytes, decoded later by ``koalarization.images.read_image``.
 """
 
 import dataclasses
@@ -37,11 +37,10 @@ class SourceError(RuntimeError):
 class Source:
     description: str
     keys: list
-    payload_is_bytes: bool
-    _dataset: Callable  # positions (sorted np.int64 array) -> tf.data.Dataset of (position, payload)
+    _payloads: Callable  # positions (sorted np.int64 array) -> iterator of (position, path str or bytes)
 
-    def dataset(self, positions):
-        return self._dataset(np.asarray(positions, dtype=np.int64))
+    def payloads(self, positions):
+        return self._payloads(np.asarray(positions, dtype=np.int64))
 
 
 def sample_photo_paths():
@@ -69,11 +68,10 @@ def _sample_key(path):
 def _file_source(description, paths, keys):
     paths = list(paths)
 
-    def dataset(positions):
-        chosen = [paths[i] for i in positions]
-        return tf.data.Dataset.from_tensor_slices((positions, tf.constant(chosen, dtype=tf.string)))
+    def payloads(positions):
+        return ((int(i), paths[i]) for i in positions)
 
-    return Source(description, list(keys), False, dataset)
+    return Source(description, list(keys), payloads)
 
 
 def image_files(inputs, limit=None):
@@ -126,7 +124,7 @@ def tfds_dataset(spec, data_dir=None, limit=None):
             ds = builder.as_dataset(split=split, shuffle_files=False, decoders={feature: tfds.decode.SkipDecoding()})
         except (ValueError, KeyError) as error:
             raise SourceError(f"--tfds {spec}: {error}") from None
-        return ds.map(lambda example: example[feature])
+        return ds.map(tf.autograph.experimental.do_not_convert(lambda example: example[feature]))
 
     images_ds = raw()
     count = int(images_ds.cardinality())
@@ -134,16 +132,16 @@ def tfds_dataset(spec, data_dir=None, limit=None):
         count = int(images_ds.reduce(np.int64(0), lambda n, _: n + 1))
     count = min(count, limit) if limit else count
 
-    def dataset(positions):
+    def payloads(positions):
         wanted = np.zeros(count, dtype=bool)
         wanted[positions] = True
         last = int(positions[-1]) + 1 if len(positions) else 0
         ds = raw().take(last).enumerate()
-        ds = ds.filter(lambda i, _: tf.gather(wanted, i))
-        return ds
+        ds = ds.filter(tf.autograph.experimental.do_not_convert(lambda i, _: tf.gather(wanted, i)))
+        return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()  # read ahead in tf.data's threads
 
     keys = [f"tfds:{name}:{split}:{i}" for i in range(count)]
-    return Source(f"tensorflow-datasets {name}:{split}", keys, True, dataset)
+    return Source(f"tensorflow-datasets {name}:{split}", keys, payloads)
 
 
 def make_source(config):
