@@ -167,9 +167,9 @@ def colorize_files(config, inception=None, log=print):
     def flush(batch, progress):
         written = 0
         try:
-            outputs = inference.colorize_batch([tf.constant(rgb) for _, _, rgb in batch], predict_ab, embed, working_size)
+            outputs = inference.colorize_batch([rgb for _, _, rgb in batch], predict_ab, embed, working_size, strips=True)
             for (path, out, rgb), colorized in zip(batch, outputs):
-                colorized = inference.to_uint8(colorized).numpy()  # (H, W, 3)
+                colorized = colorized.numpy()  # (H, W, 3) uint8
                 _save_png(colorized, out + ".png")
                 if config.compare:
                     _save_png(comparison_panel(rgb, colorized), out + "_compare.png")

@@ -30,6 +30,7 @@ import koalarization
 from koalarization import colors, inference
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
+PNG_COMPRESSION = 1  # zlib level: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +79,8 @@ def build_module(colorizer, inception, working_size=colors.IMAGE_SIZE):
     def colorize_encoded(image_bytes):
         image = tf.io.decode_image(image_bytes, dtype=tf.float32, expand_animations=False)  # (H, W, C) in [0, 1]
         rgb = colors.to_float_rgb(image)  # (H, W, 3)
-        colorized = inference.colorize_batch([rgb], predict_ab, embed_images, working_size)[0]  # (H, W, 3)
-        return tf.io.encode_png(inference.to_uint8(colorized))
+        colorized = inference.colorize_batch([rgb], predict_ab, embed_images, working_size)[0]  # (H, W, 3) uint8
+        return tf.io.encode_png(colorized, compression=PNG_COMPRESSION)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
