@@ -77,6 +77,7 @@ def test_notebooks_run_in_order(tmp_path):
     second = run_notebook("02_train.ipynb", {"work_dir": work})
     run_dir = os.path.join(work, "runs", "smoke")
     assert os.path.isfile(os.path.join(run_dir, "model.keras"))
+    assert os.path.isfile(os.path.join(run_dir, "saved_model", "1", "saved_model.pb"))  # train exports at its end
     assert len(outputs_of(second, "image/png")) >= 3  # live panel, loss curves, first/last panels
     assert "epoch 2:" in text_of(second)
 
@@ -85,6 +86,6 @@ def test_notebooks_run_in_order(tmp_path):
         report = json.load(f)
     assert report["examples"] == 2 and set(report["mean"]) == {"model", "gray", "mean_ab"}
     assert "train split" in report["mean_ab"]["from"]
-    assert os.path.isfile(os.path.join(work, "export", "koalarization", "1", "saved_model.pb"))
+    assert not os.path.exists(os.path.join(work, "export")), "03 should serve the run's own export, not export again"
     last_cell_pngs = [o for o in third.cells[-1].outputs if "image/png" in o.get("data", {})]
     assert len(last_cell_pngs) == 2, "03: the served colorizations are missing"
