@@ -5,9 +5,10 @@
 ``--out`` is the numbered version folder TF Serving expects. Signatures:
 
 - ``serving_default``: ``image_bytes`` (string [B], encoded JPEG/PNG/BMP/GIF, each of any size)
-  -> ``colorized_bytes`` (string [B], PNG of the same size as each input). The whole method of
-  :mod:`koalarization.inference` runs in the graph: decode, luminance, letterbox, Inception
-  embedding, colorizer, ab upsampling, recombination with the full-resolution L, PNG encoding.
+  -> ``colorized_bytes`` (string [B], PNG of the same size as each input, zlib level 1: as
+  lossless as any level, and much faster to write). The whole method of :mod:`koalarization.inference`
+  runs in the graph: decode, luminance, letterbox, Inception embedding, colorizer, ab upsampling,
+  recombination with the full-resolution L, PNG encoding.
 - ``colorize_lab``: ``l`` (float [B, H, W, 1], L/50-1, H and W multiples of 8) and ``embedding``
   (float [B, D]) -> ``ab`` (float [B, H, W, 2], ab/127), for users who bring their own embeddings.
 - ``embed``: ``inception_input`` (float [B, 299, 299, 3], gray in [-1, 1]) -> ``embedding`` [B, D].

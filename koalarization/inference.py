@@ -3,13 +3,15 @@
     rgb (H, W, 3) --luminance--> L (H, W, 1)  ----------------------------------------+
         --letterbox 224, L/50-1--> l (224, 224, 1) --colorizer--> ab (224, 224, 2)      |
         --letterbox 299, gray----> (299, 299, 3) --Inception----> embedding (1000,)     |
-    ab --remove padding, upsample to H x W, x127--> ab (H, W, 2) --+ L (full res) ---> Lab -> rgb
+    ab --remove padding, upsample to H x W, x127--> ab (H, W, 2) --+ L (full res) ---> Lab -> rgb (uint8)
 
 The network runs at its working size, but the output keeps the input's size, aspect ratio and
 full-resolution luminance; only the chroma is upsampled (Zhang et al. 2016, DDColor, DeOldify),
 and shrunk where a colour would fall outside sRGB, so that the luminance survives exactly.
 Only a colour input's luminance is ever used. Every step is a TensorFlow op, so the same code runs
-eagerly here and inside the SavedModel graph.
+eagerly here and inside the SavedModel graph. The full-resolution part (the last line above) is
+the costly one on a big photo: it works on float32 planes, can go a strip of rows at a time, and
+never makes the full-size L, ab or Lab images (see :func:`recombine`).
 
 This module also finds and loads a model: a run dir (``model.keras`` + ``config.json``), a
 ``.keras`` file, or a SavedModel written by :mod:`koalarization.export`.
@@ -73,11 +75,11 @@ def _linear_planes(fy, y, da, db):
     return [m[0] * x_ratio + m[1] * y + m[2] * z_ratio for m in _LINEAR_FROM_XYZ_RATIOS]
 
 
-def _fits(planes):
-    """[r, g, b] linear planes -> bool plane: inside sRGB (with a hair of tolerance)."""
+def _outside(planes):
+    """[r, g, b] linear planes -> bool plane: outside sRGB (by more than a hair)."""
     low = tf.minimum(tf.minimum(planes[0], planes[1]), planes[2])
     high = tf.maximum(tf.maximum(planes[0], planes[1]), planes[2])
-    return (low >= -GAMUT_TOLERANCE) & (high <= 1.0 + GAMUT_TOLERANCE)
+    return (low < -GAMUT_TOLERANCE) | (high > 1.0 + GAMUT_TOLERANCE)
 
 
 def _fit_chroma(fy, y, a, b, steps=GAMUT_STEPS):
@@ -90,13 +92,13 @@ def _fit_chroma(fy, y, a, b, steps=GAMUT_STEPS):
     shape = tf.shape(fy)
     fy, y, da, db = (tf.reshape(plane, [-1]) for plane in (fy, y, a / 500.0, b / 200.0))  # (P,) each
     planes = _linear_planes(fy, y, da, db)  # 3 x (P,)
-    outside = tf.where(tf.logical_not(_fits(planes)))  # (N, 1) pixel indices
+    outside = tf.where(_outside(planes))  # (N, 1) pixel indices
     fy_out, y_out, da_out, db_out = (tf.gather_nd(plane, outside) for plane in (fy, y, da, db))  # (N,) each
     low, high = tf.zeros_like(fy_out), tf.ones_like(fy_out)  # chroma scales known to fit / not to fit
     for _ in range(steps):
-        middle = (low + high) / 2.0
-        fits = _fits(_linear_planes(fy_out, y_out, da_out * middle, db_out * middle))  # (N,)
-        low, high = tf.where(fits, middle, low), tf.where(fits, high, middle)
+        middle = (low + high) * 0.5
+        misses = _outside(_linear_planes(fy_out, y_out, da_out * middle, db_out * middle))  # (N,)
+        low, high = tf.where(misses, low, middle), tf.where(misses, middle, high)
     fitted = _linear_planes(fy_out, y_out, da_out * low, db_out * low)  # 3 x (N,)
     return [tf.reshape(tf.tensor_scatter_nd_update(plane, outside, part), shape) for plane, part in zip(planes, fitted)]
 
@@ -109,8 +111,13 @@ def _linear_to_srgb(linear, top=1.0):
 
 
 def _linear_to_uint8(linear):
-    """Linear RGB -> sRGB uint8, rounded (as ``to_uint8(colors.linear_to_srgb(linear))``)."""
-    return tf.cast(_linear_to_srgb(linear, 255.0) + 0.5, tf.uint8)
+    """Linear RGB in gamut (within GAMUT_TOLERANCE) -> sRGB uint8, rounded (as ``to_uint8(colors.linear_to_srgb(linear))``).
+
+    No clipping needed: 1 + GAMUT_TOLERANCE encodes to 255.01 and -GAMUT_TOLERANCE to -0.33, both
+    rounded (+0.5, truncated) into [0, 255].
+    """
+    encoded = tf.exp(tf.math.log(tf.maximum(linear, 0.0031308)) * (1.0 / 2.4) + math.log(1.055 * 255.0)) - (0.055 * 255.0 - 0.5)
+    return tf.cast(tf.where(linear > 0.0031308, encoded, linear * (12.92 * 255.0) + 0.5), tf.uint8)
 
 
 def lab_to_rgb_keeping_luminance(luminance, ab, steps=GAMUT_STEPS):
