@@ -202,43 +202,40 @@ def read_json(path):
         return json.load(f)
 
 
+def _find_in_config(config, pick):
+    """The first non-None ``pick(dict)`` over the dicts nested anywhere in ``config`` (depth first)."""
+    if isinstance(config, dict):
+        found = pick(config)
+        if found is not None:
+            return found
+        values = config.values()
+    elif isinstance(config, list):
+        values = config
+    else:
+        return None
+    for value in values:
+        found = _find_in_config(value, pick)
+        if found is not None:
+            return found
+    return None
+
+
 def find_embedding_facts(config):
     """The ``{"model", "weights": {...}, "dim", ...}`` record of the embedding used in training, or None.
 
     Looks for an ``"embedding"`` dict with a ``"weights"`` entry anywhere in the run's config (train
     copies the records manifest's facts into it).
     """
-    if isinstance(config, dict):
-        candidate = config.get("embedding")
-        if isinstance(candidate, dict) and "weights" in candidate:
-            return candidate
-        values = config.values()
-    elif isinstance(config, list):
-        values = config
-    else:
-        return None
-    for value in values:
-        found = find_embedding_facts(value)
-        if found is not None:
-            return found
-    return None
+    def pick(d):
+        candidate = d.get("embedding")
+        return candidate if isinstance(candidate, dict) and "weights" in candidate else None
+
+    return _find_in_config(config, pick)
 
 
 def training_image_size(config):
     """The image size the colorizer was trained at (an ``"image_size"`` int anywhere in the config), or None."""
-    if isinstance(config, dict):
-        if isinstance(config.get("image_size"), int):
-            return config["image_size"]
-        values = config.values()
-    elif isinstance(config, list):
-        values = config
-    else:
-        return None
-    for value in values:
-        found = training_image_size(value)
-        if found is not None:
-            return found
-    return None
+    return _find_in_config(config, lambda d: d["image_size"] if isinstance(d.get("image_size"), int) else None)
 
 
 def weights_from_facts(facts):
