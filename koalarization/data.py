@@ -46,7 +46,9 @@ def load_dataset(records_dir, split, batch_size, shuffle=True, repeat=False, see
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(len(paths), 8)),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        # A seeded order must be reproducible: multi-worker training shards the batches by position,
+        # so every worker has to see the same order for the parts to be disjoint.
+        deterministic=(not shuffle) or seed is not None,
     )
     if shuffle:
         ds = ds.shuffle(buffer_size=max(4 * batch_size, 256), seed=seed, reshuffle_each_iteration=True)
