@@ -22,7 +22,7 @@ from benchmarks import error_figure, machine, report
 
 @dataclasses.dataclass(frozen=True)
 class Sizes:
-    """How big each measurement is; the presets are FULL, QUICK and SMOKE (the test's)."""
+    """How big each measurement is; the presets are FULL, QUICK and SMOKE (a one-minute check of the harness)."""
 
     train_size: int  # image side of the timed train steps
     train_batch: int
@@ -36,7 +36,7 @@ class Sizes:
     matmul_repeats: int
     builder_images: int  # builder throughput vs Inception forward
     builder_batch: int
-    real_inception: bool  # False: a tiny stand-in embedder (only the test's size)
+    real_inception: bool  # False: a tiny stand-in embedder (SMOKE only)
     memory_images: tuple  # builder peak memory: (large, small) image counts
     colorize_shape: tuple  # (height, width) of the big photo to colorize
     colorize_baseline: bool  # also colorize a 224x224 photo, to tell the photo's memory from the rest
@@ -110,7 +110,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--out", default=BenchConfig.out, help="folder for the results (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: under 5 minutes on 2 cores")
-    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes, for the test only
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes: a one-minute check of the harness itself
     parser.add_argument(
         "--only", default="", help=f"comma-separated figure keys to run (default: all): {', '.join(ALL_KEYS)}"
     )

@@ -2,7 +2,7 @@
 two networks alone.
 
 Inception-ResNet-v2 is built once per run with random weights (the speed does not depend on the
-weights, and ImageNet weights cannot be downloaded everywhere); the test's ``--smoke`` size uses a
+weights, and ImageNet weights cannot be downloaded everywhere); the hidden ``--smoke`` size uses a
 tiny stand-in instead.
 """
 

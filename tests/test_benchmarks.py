@@ -1,7 +1,8 @@
 """The benchmark suite runs end to end and writes every figure (timings are never asserted).
 
-Uses the hidden ``--smoke`` size: tiny images, one repeat, a stand-in Inception in the builder
-and SavedModel figures. ``--quick`` (under 5 minutes) is too slow for the test suite.
+CI checks that ``--quick`` works, as issue 6 asks: the real Inception-ResNet-v2 (random weights)
+in the builder and SavedModel figures, a few minutes on 2 cores. Its verdicts are not asserted
+(a loaded machine may miss a goal); that every figure is measured and reported is.
 """
 
 import json
@@ -15,14 +16,14 @@ from benchmarks.__main__ import ALL_KEYS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_smoke_run_writes_every_figure(tmp_path):
+def test_quick_run_writes_every_figure(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
-    results = json.loads((tmp_path / "smoke.json").read_text())
+    results = json.loads((tmp_path / "quick.json").read_text())
     assert results["machine"]["cpu"] and results["machine"]["tensorflow"]
     assert isinstance(results["machine"]["bf16_supported"], bool)
     rows = {row["key"]: row for row in results["figures"]}
@@ -33,7 +34,7 @@ def test_smoke_run_writes_every_figure(tmp_path):
             assert row[side]["value"] > 0 and math.isfinite(row[side]["value"]), (key, side, row)
         assert math.isclose(row["ratio"], row["measured"]["value"] / row["against"]["value"], rel_tol=1e-6)
 
-    table = (tmp_path / "smoke.md").read_text()
+    table = (tmp_path / "quick.md").read_text()
     for row in results["figures"]:
         assert f"| {row['figure']} |" in table
 
