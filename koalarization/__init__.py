@@ -1,8 +1,10 @@
 """koalarization: Deep Koalarization (Baldassarre et al. 2017) in Keras 3 on TensorFlow 2.
 
-Importing the package hides TensorFlow's C++ start-up noise (CUDA probing, absl banners) unless
-``--verbose`` is on the command line or ``KOALARIZATION_VERBOSE=1`` is set; Python warnings and
-errors are never hidden.
+Importing the package is cheap: it does not import TensorFlow, so every command can parse its
+arguments (``--help``, argument errors) before the slow imports. Each module that needs TensorFlow
+calls :func:`quiet_tensorflow` first, which imports it with its C++ start-up noise (CUDA probing,
+absl banners) hidden unless ``--verbose`` is on the command line or ``KOALARIZATION_VERBOSE=1`` is
+set; Python warnings and errors are never hidden.
 """
 
 import contextlib
@@ -56,5 +58,7 @@ def tensorflow_wanted():
     return backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None
 
 
-if not verbose_requested() and tensorflow_wanted():
-    _import_tensorflow_quietly()
+def quiet_tensorflow():
+    """Import TensorFlow (once) with its start-up noise hidden; a no-op on other Keras backends."""
+    if not verbose_requested() and tensorflow_wanted():
+        _import_tensorflow_quietly()

@@ -9,6 +9,9 @@ scalings live here and nowhere else.
 """
 
 import numpy as np
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import tensorflow as tf
 
 # -- the paper's scaling -----------------------------------------------------------------------

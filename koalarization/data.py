@@ -11,6 +11,9 @@ the next batches are prefetched while the model trains, as the tf.data performan
 
 import os
 
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import tensorflow as tf
 
 from koalarization import records

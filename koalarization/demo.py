@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 
-import koalarization  # noqa: F401  (quiet TensorFlow start-up unless --verbose)
+import koalarization  # noqa: F401
 from koalarization import colorize, embedding, evaluate, export, images, train
 from tfrecords_builder import BuildConfig, build, sample_photo_paths
 from tfrecords_builder.builder import INCEPTION_MODEL

@@ -14,6 +14,9 @@ which one was used via :func:`describe_weights`.
 import hashlib
 import os
 
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import keras
 
 from koalarization import colors

@@ -28,6 +28,9 @@ import os
 import sys
 
 import numpy as np
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import tensorflow as tf
 from tqdm import tqdm
 

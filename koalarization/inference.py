@@ -21,6 +21,9 @@ import json
 import math
 import os
 
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import tensorflow as tf
 
 from koalarization import colors

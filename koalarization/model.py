@@ -9,6 +9,9 @@ convolution 'same' padded, 6,573,794 parameters with a 1000-d embedding. Only ``
 work: the fusion layer repeats the embedding over whatever grid the encoder produced.
 """
 
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import keras
 from keras import layers, ops
 

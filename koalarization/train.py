@@ -46,7 +46,10 @@ import koalarization
 from koalarization import colors, data, records
 from koalarization.model import build_colorizer, compile_colorizer
 
-import keras  # noqa: E402  (after koalarization: quiet TensorFlow start-up)
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

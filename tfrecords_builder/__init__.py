@@ -4,7 +4,7 @@
     manifest = build(BuildConfig(out="records/", images=("photos/",), inception_weights="random"))
 """
 
-import koalarization  # noqa: F401  (first: quiet TensorFlow start-up unless --verbose)
+import koalarization  # noqa: F401
 from tfrecords_builder.builder import BuildError, build, split_of, worker_of
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.sources import sample_photo_paths

@@ -11,7 +11,7 @@ Each photo becomes one example (letterboxed L/ab plus its Inception-ResNet-v2 em
 
 import sys
 
-import koalarization  # noqa: F401  (quiet TensorFlow start-up unless --verbose)
+import koalarization  # noqa: F401
 from koalarization.embedding import WeightsUnavailableError
 from tfrecords_builder.builder import BuildError, build
 from tfrecords_builder.config import config_from_args

@@ -22,7 +22,10 @@ import json
 import os
 import re
 
-import koalarization  # noqa: F401  (first: quiet TensorFlow start-up unless --verbose)
+import koalarization  # noqa: F401
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import keras
 import numpy as np
 import tensorflow as tf

@@ -10,6 +10,9 @@ import os
 from typing import Callable
 
 import numpy as np
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 import tensorflow as tf
 
 from koalarization import images

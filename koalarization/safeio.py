@@ -1,0 +1,356 @@
+"""Files that survive a kill, owner locks, and output paths checked before any work.
+
+One helper for every command (builder, train, colorize, evaluate, export, demo), so a kill at any
+instant, a second writer or a hostile path behaves the same everywhere. Pure Python: no
+TensorFlow, so commands can check their paths before the slow imports.
+
+- :func:`atomic_path` / :func:`write_bytes` / :func:`write_text` / :func:`write_json`: write to
+  ``.NAME.tmp-PID-HOST`` in the same folder, flush and fsync, then ``os.replace``: the final name
+  holds the old file or the whole new one, never half of one.
+- :func:`read_json`: a damaged or missing state file is a :class:`DamagedFileError` naming it.
+- :func:`save_two_generations` / :func:`load_newest_good`: state that must never be lost keeps
+  the previous good copy (``NAME`` and ``NAME.prev``) with a SHA-256 beside each; a reader falls
+  back to the previous copy, saying which file was damaged.
+- :class:`DirLock`: ``.lock`` in a records dir or run dir holds the owner's pid, host and start
+  time; a second writer gets one line naming the first; a lock whose process is gone (same host)
+  is taken over.
+- :func:`clean_temporaries`: leftovers of killed writers (ours and Keras'/TF's) removed at the
+  next run.
+- :func:`check_output_dir`: an output folder that is a file, not writable, under a file, or the
+  same real folder as an input, refused in one line before any model is loaded.
+"""
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import socket
+import time
+
+TEMP_MARK = ".tmp-"  # every temporary name contains this: ".NAME.tmp-PID-HOST"
+EXIT_OUTPUT = 3  # exit status of a command whose output path is refused
+EXIT_LOCKED = 4  # exit status of a command whose records/run dir is in use by another process
+
+
+class SafeIOError(Exception):
+    """A problem with a file or folder, ``str()`` a single line that names it."""
+
+
+class DamagedFileError(SafeIOError):
+    pass
+
+
+class OutputPathError(SafeIOError):
+    pass
+
+
+class LockedError(SafeIOError):
+    pass
+
+
+def _host():
+    return socket.gethostname()
+
+
+def temporary_name(path):
+    """``dir/.NAME.tmp-PID-HOST``: hidden, in the same folder (so the rename is atomic)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{_host()}")
+
+
+def _fsync_dir(folder):
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path to write ``path``'s new content to; renamed over ``path`` when the
+    block ends without an error, removed otherwise. The writer inside may be any library
+    (h5py, Keras, TF's TFRecordWriter) as long as it writes to the yielded path."""
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        with contextlib.suppress(OSError, IsADirectoryError):
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, payload):
+    """JSON with a trailing newline, written atomically."""
+    write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def read_json(path, what="file"):
+    """Parse ``path``; a missing, truncated or non-JSON file raises :class:`DamagedFileError`
+    ``"PATH: damaged WHAT (reason); ..."``."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise DamagedFileError(f"{path}: {what} not found") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DamagedFileError(f"{path}: damaged {what} ({type(error).__name__}: {str(error)[:120]})") from None
+    except OSError as error:
+        raise DamagedFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+
+
+# -- two generations with checksums ---------------------------------------------------------------
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sum_path(path):
+    return path + ".sha256"
+
+
+def save_two_generations(path, write):
+    """Write a new generation of ``path`` with ``write(tmp_path)``, keeping the current one as
+    ``path.prev``; each generation has its SHA-256 in ``NAME.sha256``. A kill at any instant leaves
+    at least one generation whose checksum matches."""
+    with atomic_path(path + ".next") as tmp:
+        write(tmp)
+    digest = sha256_of(path + ".next")
+    if os.path.exists(path) and verify(path):
+        os.replace(path, path + ".prev")
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(_sum_path(path), _sum_path(path + ".prev"))
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(_sum_path(path))  # an unchecked current generation is never trusted
+    os.replace(path + ".next", path)
+    write_text(_sum_path(path), digest + "\n")
+
+
+def verify(path):
+    """True when ``path`` exists and matches its recorded SHA-256."""
+    try:
+        with open(_sum_path(path)) as f:
+            expected = f.read().strip()
+        return sha256_of(path) == expected
+    except OSError:
+        return False
+
+
+def load_newest_good(path, load, warn=print):
+    """``load(p)`` on the newest generation of ``path`` that passes its checksum and loads;
+    returns ``(result, used_path)`` or ``(None, None)`` when there is none. Each damaged
+    generation is reported in one line through ``warn``."""
+    for candidate in (path, path + ".next", path + ".prev"):
+        if not os.path.exists(candidate):
+            continue
+        if candidate.endswith(".next"):
+            continue  # a generation whose rename never happened: its checksum was never written
+        if not verify(candidate):
+            warn(f"{candidate}: damaged (checksum mismatch or missing); using the previous good copy")
+            continue
+        try:
+            return load(candidate), candidate
+        except Exception as error:  # noqa: BLE001  (any loader error means: not usable)
+            warn(f"{candidate}: does not load ({type(error).__name__}: {str(error)[:120]}); using the previous good copy")
+    return None, None
+
+
+# -- leftovers of killed writers --------------------------------------------------------------------
+def clean_temporaries(folder, extra_patterns=()):
+    """Remove temporary files of killed writers in ``folder`` (not recursive): ours
+    (``*.tmp-PID-HOST``) and names matching ``extra_patterns`` (compiled regexes). Files of a
+    process that is still running on this host are kept. Returns the removed names."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        ours = TEMP_MARK in name
+        if not (ours or any(p.match(name) for p in extra_patterns)):
+            continue
+        if ours:
+            owner = name.rsplit(TEMP_MARK, 1)[1]
+            pid, _, host = owner.partition("-")
+            if host == _host() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            if pid.isdigit() and int(pid) == os.getpid():
+                continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                import shutil
+
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(name)
+    return removed
+
+
+# -- locks ------------------------------------------------------------------------------------------
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DirLock:
+    """An owner lock on a folder: ``FOLDER/.lock`` with ``{"pid", "host", "started", "command"}``.
+
+    ``with DirLock(folder, "tfrecords_builder"):`` -- a second writer gets :class:`LockedError`
+    naming the first; a lock left by a killed process on this host is taken over (said through
+    ``warn``). On another host a lock is trusted (its process cannot be checked from here): the
+    message says how to remove it by hand.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder, command, warn=print):
+        self.folder, self.command, self.warn = folder, command, warn
+        self.path = os.path.join(folder, self.NAME)
+        self.held = False
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        me = {"pid": os.getpid(), "host": _host(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": self.command}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None or (owner.get("host") == _host() and not _alive(int(owner.get("pid", -1)))):
+                    if owner is not None:
+                        self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {owner.get('pid')})")
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+                    continue
+                if owner.get("host") == _host() and int(owner.get("pid", -1)) == os.getpid():
+                    raise LockedError(f"{self.folder}: already in use by this process")
+                raise LockedError(
+                    f"{self.folder}: in use by {owner.get('command', 'another command')} (pid {owner.get('pid')} on "
+                    f"{owner.get('host')}, since {owner.get('started')}); wait for it to end, or remove "
+                    f"{self.path} if that process is gone"
+                )
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise LockedError(f"{self.folder}: could not take the lock {self.path}")
+
+    def _owner(self):
+        try:
+            with open(self.path) as f:
+                owner = json.load(f)
+            int(owner.get("pid", -1))
+            return owner
+        except (OSError, ValueError, TypeError, AttributeError):
+            # unreadable or half-written: a writer killed between create and write, or one
+            # writing right now; wait a moment before calling it stale
+            time.sleep(0.2)
+            try:
+                with open(self.path) as f:
+                    return json.load(f)
+            except (OSError, ValueError):
+                return None
+
+    def release(self):
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# -- output paths -----------------------------------------------------------------------------------
+def _realpath(path):
+    return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def check_output_dir(path, inputs=(), what="output folder", create=True):
+    """Check (and with ``create`` make) the folder ``path`` that a command writes into.
+
+    Raises :class:`OutputPathError` with one line when it is an existing file, lies under a file,
+    cannot be created or written, or is (through any symlinks) the same folder as one of
+    ``inputs`` or inside an input file's folder tree given as an input folder. Returns the real path.
+    """
+    real = _realpath(path)
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise OutputPathError(f"{path}: is an existing file, not a folder; choose another {what}")
+    probe = real
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise OutputPathError(f"{path}: cannot be a folder, {probe} is a file")
+    for item in inputs:
+        item_real = _realpath(item)
+        if os.path.isdir(item_real) and (real == item_real):
+            raise OutputPathError(f"{path}: is the input folder {item}; outputs would mix with inputs, choose another {what}")
+    if create:
+        try:
+            os.makedirs(real, exist_ok=True)
+        except OSError as error:
+            raise OutputPathError(f"{path}: cannot create the {what} ({_reason(error)})") from None
+    if os.path.isdir(real) and not os.access(real, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: the {what} is not writable")
+    if os.path.isdir(real):
+        try:  # access() says yes to root on read-only file systems: really try
+            with atomic_path(os.path.join(real, ".write-test")) as tmp, open(tmp, "wb"):
+                pass
+            os.remove(os.path.join(real, ".write-test"))
+        except OSError as error:
+            raise OutputPathError(f"{path}: cannot write in the {what} ({_reason(error)})") from None
+    return real
+
+
+def same_file(a, b):
+    """True when ``a`` and ``b`` are the same file on disk (through any symlinks or hard links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _reason(error):
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return (error.strerror or str(error)) if isinstance(error, OSError) else str(error)
+
+
+def describe_os_error(path, error):
+    """One line for an OSError met while writing ``path`` (disk full, permission, ...)."""
+    return f"{path}: {_reason(error)}"
