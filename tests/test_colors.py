@@ -105,7 +105,35 @@ def test_inception_input_is_gray_in_minus_one_one(run):
     assert -1.0 <= x.min() and x.max() <= 1.0
     np.testing.assert_array_equal(x[..., 0], x[..., 1])
     np.testing.assert_array_equal(x[..., 0], x[..., 2])
-    assert np.allclose(x[0, 0], 1.0, atol=1e-4)  # white padding band -> L=100 -> +1
+    assert np.allclose(x[0, 0], 1.0, atol=1e-4)  # white padding band -> +1
+
+
+def test_inception_input_is_the_authors_luma_of_gamma_encoded_rgb(run):
+    """2 * tf.image.rgb_to_grayscale(rgb) - 1 on random colours (a square image: no resampling)."""
+    side = 48
+    rgb = _random_colours(side * side - 8, seed=7).reshape(side, side, 3)  # every corner of the gamut too
+    x = run(lambda image: colors.inception_input(image, side), rgb)
+    reference = 2.0 * tf.image.rgb_to_grayscale(rgb).numpy() - 1.0  # (side, side, 1)
+    np.testing.assert_allclose(x, np.repeat(reference, 3, axis=-1), atol=1e-5)
+    # not L/50 - 1: pure green is 0.17 for the authors' luma, 0.76 from L*
+    green = np.zeros((side, side, 3), np.float32)
+    green[..., 1] = 1.0
+    np.testing.assert_allclose(run(lambda image: colors.inception_input(image, side), green)[0, 0], 0.174, atol=1e-3)
+
+
+def test_gray_photos_are_told_from_colour_ones():
+    rng = np.random.default_rng(8)
+    gray = np.repeat(rng.random((40, 50, 1)), 3, axis=-1).astype(np.float32)
+    noisy = np.clip(np.round(gray * 255) + rng.integers(-2, 3, gray.shape), 0, 255).astype(np.float32) / 255
+    assert bool(colors.is_grayscale_rgb(gray)) and bool(colors.is_grayscale_rgb(noisy))  # sensor noise is not colour
+    mean = noisy.mean(axis=-1, keepdims=True)
+    sepia = np.clip(mean * np.array([1.0, 0.9, 0.75], np.float32), 0, 1)
+    assert not bool(colors.is_grayscale_rgb(sepia))  # a toned print has colour to learn
+    assert not bool(colors.is_grayscale_rgb(_random_colours()[:, None]))
+    mostly_gray = gray.copy()
+    mostly_gray[:2, :2] = [1.0, 0.0, 0.0]  # 4 red pixels of 2000: below the 99th percentile
+    assert bool(colors.is_grayscale_rgb(mostly_gray))
+    assert 0 < float(colors.chroma_level(colors.rgb_to_lab(noisy))) < colors.GRAY_CHROMA
 
 
 def test_prepare_lab_shape_and_white_padding(run):
