@@ -63,3 +63,48 @@ def best_worst_grid(best, worst, path=None):
     if path:
         figure.savefig(path)
     return figure
+
+
+# -- training figures (koalarization.train) ------------------------------------------------------
+def loss_curves(history, path=None):
+    """Loss curves of a training run (train and, when there is one, val) per epoch.
+
+    ``history`` is ``{"epoch": [0, 1, ...], "loss": [...], "val_loss": [...]}`` (``val_loss``
+    optional). The PNG is written under a temporary name and renamed, so a kill never leaves half
+    a picture.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from koalarization import safeio
+
+    figure = _new_figure(6, 4)
+    axes = figure.add_subplot()
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    for key in ("loss", "val_loss"):
+        if len(history.get(key, [])) == len(epochs) and epochs:
+            axes.plot(epochs, history[key], marker="o", label=key)
+    axes.set(xlabel="epoch", ylabel="MSE on scaled ab", title="Koalarization training")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if path:
+        with safeio.atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    return figure
+
+
+def sample_panel(l, ab_pred, ab_true):
+    """Rows of gray | prediction | truth: scaled ``l`` (n, S, S, 1) and ab (n, S, S, 2) ->
+    float RGB (n*S, 3*S, 3) in [0, 1], a TF tensor (training writes it to TensorBoard)."""
+    import tensorflow as tf
+
+    from koalarization import colors
+
+    lum = colors.unscale_l(l)  # (n, S, S, 1) in [0, 100]
+
+    def rgb(ab_scaled):
+        return colors.lab_to_rgb(tf.concat([lum, colors.unscale_ab(ab_scaled)], axis=-1))  # (n, S, S, 3)
+
+    gray = rgb(tf.zeros_like(ab_true))
+    row = tf.concat([gray, rgb(tf.cast(ab_pred, tf.float32)), rgb(ab_true)], axis=2)  # (n, S, 3S, 3)
+    return tf.clip_by_value(tf.reshape(row, (-1, row.shape[2], 3)), 0.0, 1.0)  # (n*S, 3S, 3)
