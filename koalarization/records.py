@@ -15,9 +15,13 @@ feature        stored as                                  meaning
 
 That is ~150 KB per example instead of ~600 KB as float32 lists; quantization error is at most
 0.5/2.55 L units and 0.5 ab units. ``manifest.json`` beside the shards says how they were made.
+
+Schema versions: 1 embedded Inception's view of ``L / 50 - 1``; 2 embeds the authors' input
+(``colors.inception_input``: the luma of the gamma-encoded RGB), keys relative to the source
+root, shards mixed by a hash of the key, gray photos left out. Records of another version are
+refused with one line that says to rebuild them.
 """
 
-import json
 import os
 
 import numpy as np
@@ -26,9 +30,9 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors
+from koalarization import colors, safeio
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 L_QUANT = 2.55  # L in [0, 100] -> uint8 [0, 255]
 AB_LIMIT = 127  # ab clipped to the int8 range used by the records
@@ -107,20 +111,30 @@ def shard_name(split, index, worker_index=None):
 
 
 def write_json_atomic(path, payload):
-    """Write JSON to ``path`` via a temporary file and a rename, so a reader never sees half of it."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically (``safeio.write_json``): a reader never sees half of it."""
+    safeio.write_json(path, payload)
+
+
+class RecordsError(ValueError):
+    """Records that cannot be read as they are (damaged manifest, other schema); one line."""
+
+
+def _read(path):
+    try:
+        return safeio.read_json(path, "records manifest")
+    except safeio.DamagedFileError as error:
+        raise RecordsError(f"{error}; rebuild the records with python -m tfrecords_builder") from None
 
 
 def read_manifest(records_dir):
-    """Read ``manifest.json`` (or merge ``manifest-wNN.json`` of several workers) from ``records_dir``."""
+    """Read ``manifest.json`` (or merge ``manifest-wNN.json`` of several workers) from ``records_dir``.
+
+    Raises ``FileNotFoundError`` when there is none, :class:`RecordsError` (a ``ValueError``) for a
+    damaged one or records of another schema version, each with one line that says what to do.
+    """
     path = os.path.join(records_dir, MANIFEST_NAME)
     if os.path.exists(path):
-        with open(path) as f:
-            manifest = json.load(f)
+        manifest = _read(path)
     else:
         names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
         parts = sorted(
@@ -131,26 +145,31 @@ def read_manifest(records_dir):
                 f"{records_dir}: no {MANIFEST_NAME} here; build records first with "
                 f"`python -m tfrecords_builder --out {records_dir}`"
             )
-        manifests = []
-        for part in parts:
-            with open(part) as f:
-                manifests.append(json.load(f))
+        manifests = [_read(part) for part in parts]
+        for part, manifest in zip(parts, manifests):
+            _check_version(part, manifest)
         manifest = merge_manifests(manifests)
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"{path}: records schema version {manifest.get('schema_version')} but this koalarization "
-            f"reads version {SCHEMA_VERSION}; rebuild the records"
-        )
+    _check_version(path, manifest)
     return manifest
+
+
+def _check_version(path, manifest):
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if version != SCHEMA_VERSION:
+        raise RecordsError(
+            f"{path}: records of schema version {version}, but this koalarization reads version "
+            f"{SCHEMA_VERSION} (Inception sees the authors' gray input since version 2); rebuild them "
+            f"with python -m tfrecords_builder --out {os.path.dirname(path) or '.'} and your sources"
+        )
 
 
 def merge_manifests(manifests):
     """Combine the manifests of disjoint workers into one (shards and counts added up)."""
     if not manifests:
         raise ValueError("no manifests to merge")
-    merged = {k: v for k, v in manifests[0].items() if k not in ("splits", "skipped", "worker")}
+    merged = {k: v for k, v in manifests[0].items() if k not in ("splits", "skipped", "duplicates", "worker")}
     merged["splits"] = {split: {"examples": 0, "shards": []} for split in SPLITS}
-    merged["skipped"] = []
+    merged["skipped"], merged["duplicates"] = [], []
     for part in manifests:
         for key in ("schema_version", "image_size", "embedding"):
             if part.get(key) != merged.get(key):
@@ -160,6 +179,7 @@ def merge_manifests(manifests):
             target["examples"] += info["examples"]
             target["shards"] += info["shards"]
         merged["skipped"] += part.get("skipped", [])
+        merged["duplicates"] += part.get("duplicates", [])
     return merged
 
 
@@ -181,13 +201,13 @@ def make_manifest(image_size, embedding, splits, skipped=(), **extra):
 
 
 def write_shard(path, serialized_examples):
-    """Write one shard under a temporary name and rename it when complete, so a shard that
-    exists under its final name is always whole. Returns the number of examples written."""
-    tmp = f"{path}.tmp{os.getpid()}"
+    """Write one shard under a temporary name (``safeio.atomic_path``) and rename it when complete,
+    so a shard that exists under its final name is always whole; on an error the temporary file is
+    removed. Returns the number of examples written."""
     count = 0
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for serialized in serialized_examples:
-            writer.write(serialized)
-            count += 1
-    os.replace(tmp, path)
+    with safeio.atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for serialized in serialized_examples:
+                writer.write(serialized)
+                count += 1
     return count

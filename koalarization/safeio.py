@@ -178,10 +178,12 @@ def load_newest_good(path, load, warn=print):
 
 
 # -- leftovers of killed writers --------------------------------------------------------------------
-def clean_temporaries(folder, extra_patterns=()):
+def clean_temporaries(folder, extra_patterns=(), targets=None):
     """Remove temporary files of killed writers in ``folder`` (not recursive): ours
     (``*.tmp-PID-HOST``) and names matching ``extra_patterns`` (compiled regexes). Files of a
-    process that is still running on this host are kept. Returns the removed names."""
+    process that is still running on this host are kept. ``targets`` (a compiled regex) limits
+    ours to the temporaries of final names it matches (e.g. one worker's files in a folder that
+    several workers share). Returns the removed names."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -190,6 +192,8 @@ def clean_temporaries(folder, extra_patterns=()):
     for name in names:
         ours = TEMP_MARK in name
         if not (ours or any(p.match(name) for p in extra_patterns)):
+            continue
+        if ours and targets is not None and not targets.match(name.rsplit(TEMP_MARK, 1)[0][1:]):
             continue
         if ours:
             owner = name.rsplit(TEMP_MARK, 1)[1]
@@ -232,9 +236,11 @@ class DirLock:
 
     NAME = ".lock"
 
-    def __init__(self, folder, command, warn=print):
+    def __init__(self, folder, command, warn=print, name=None):
+        """``name``: the lock file's name (default ``.lock``); writers of disjoint files in one
+        folder (the builder's workers) each take their own, e.g. ``.lock-w01``."""
         self.folder, self.command, self.warn = folder, command, warn
-        self.path = os.path.join(folder, self.NAME)
+        self.path = os.path.join(folder, name or self.NAME)
         self.held = False
 
     def acquire(self):

@@ -2,11 +2,27 @@
 
     from tfrecords_builder import BuildConfig, build
     manifest = build(BuildConfig(out="records/", images=("photos/",), inception_weights="random"))
+
+The builder (and TensorFlow) is imported on first use of ``build`` and friends, so that the
+command line parses its arguments first.
 """
 
-import koalarization  # noqa: F401
-from tfrecords_builder.builder import BuildError, build, split_of, worker_of
 from tfrecords_builder.config import BuildConfig
-from tfrecords_builder.sources import sample_photo_paths
 
-__all__ = ["BuildConfig", "BuildError", "build", "sample_photo_paths", "split_of", "worker_of"]
+_LAZY = {
+    "BuildError": "tfrecords_builder.builder",
+    "build": "tfrecords_builder.builder",
+    "split_of": "tfrecords_builder.builder",
+    "worker_of": "tfrecords_builder.builder",
+    "sample_photo_paths": "tfrecords_builder.sources",
+}
+
+__all__ = ["BuildConfig", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tfrecords_builder' has no attribute {name!r}")

@@ -11,19 +11,33 @@ Each photo becomes one example (letterboxed L/ab plus its Inception-ResNet-v2 em
 
 import sys
 
-import koalarization  # noqa: F401
-from koalarization.embedding import WeightsUnavailableError
-from tfrecords_builder.builder import BuildError, build
+from koalarization import safeio
 from tfrecords_builder.config import config_from_args
+
+EXIT_CODES = {safeio.OutputPathError: safeio.EXIT_OUTPUT, safeio.LockedError: safeio.EXIT_LOCKED}
+
+
+def _fail(error, status=1):
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    return status
 
 
 def main(argv=None):
-    config = config_from_args(argv)
+    config = config_from_args(argv)  # --help and bad flags answer here, before TensorFlow loads
+    try:
+        safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
+    except safeio.OutputPathError as error:
+        return _fail(error, safeio.EXIT_OUTPUT)
+
+    from koalarization.embedding import WeightsUnavailableError
+    from tfrecords_builder.builder import BuildError, build
+
     try:
         build(config)
+    except safeio.SafeIOError as error:
+        return _fail(error, EXIT_CODES.get(type(error), 1))
     except (BuildError, WeightsUnavailableError) as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
+        return _fail(error)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",

@@ -2,9 +2,15 @@
 
 The plan is a pure function of the keys and the settings: each key's split and worker come from
 its SHA-1 (so a photo always lands in the same split, whatever the order or machine), and each
-split's keys, in source order, are cut into shards of ``shard_size``. A shard is written under a
-temporary name and renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips
-shards that are both recorded and present, so no example is lost or duplicated.
+split's keys are ordered by another hash of the key (``sources.order_of``) before they are cut
+into shards of ``shard_size``, so every shard is a uniform mix of the split, as TFDS does (a TFDS
+source keeps its own order, already shuffled). A shard is written under a temporary name and
+renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips shards that are
+both recorded and present, so no example is lost or duplicated. The records folder is locked
+(``.lock``, or ``.lock-wNN`` per worker) while a build writes to it.
+
+Gray photos (``colors.is_grayscale`` of the photo, not of its white bars) are skipped with the
+reason ``grayscale`` unless ``keep_gray``: they would teach the network that no colour is right.
 
 Decoding (Pillow) and letterboxing + Lab (one TensorFlow graph, traced once) run in a few threads,
 one batch ahead of the main thread, which runs the embedding: the builder goes as fast as
@@ -16,11 +22,11 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import os
 import re
+import sys
 
 import koalarization  # noqa: F401
 from koalarization import quiet_tensorflow  # noqa: E402
@@ -31,10 +37,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import colors, embedding, images, records
+from koalarization import colors, embedding, images, records, safeio
 from tfrecords_builder import sources
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
+INCEPTION_INPUT = "2 * tf.image.rgb_to_grayscale(letterboxed sRGB) - 1, 3 channels (colors.inception_input)"
+GRAYSCALE = "grayscale"  # the skip reason of a gray photo
 PREP_THREADS = 2  # decode + convert threads; TensorFlow ops inside them use its own thread pool
 
 
@@ -46,7 +54,7 @@ class BuildError(RuntimeError):
 class Shard:
     split: str
     name: str
-    positions: tuple  # indices into source.keys, ascending
+    positions: tuple  # indices into source.keys, in the order written
 
 
 def _key_hash(key):
@@ -64,8 +72,9 @@ def worker_of(key, num_workers):
     return int.from_bytes(_key_hash(key)[8:16], "big") % num_workers
 
 
-def plan_shards(keys, config):
-    """This worker's shards: each split's keys in source order, cut into ``shard_size`` pieces."""
+def plan_shards(keys, config, shuffled=False):
+    """This worker's shards: each split's keys ordered by ``sources.order_of`` (kept in source
+    order when the source is ``shuffled`` already), cut into ``shard_size`` pieces."""
     worker = config.worker_index if config.num_workers > 1 else None
     by_split = {split: [] for split in records.SPLITS}
     for position, key in enumerate(keys):
@@ -73,6 +82,8 @@ def plan_shards(keys, config):
             by_split[split_of(key, config.val_fraction)].append(position)
     shards = []
     for split, positions in by_split.items():
+        if not shuffled:
+            positions.sort(key=lambda p: sources.order_of(keys[p]))
         for index, start in enumerate(range(0, len(positions), config.shard_size)):
             chunk = tuple(positions[start : start + config.shard_size])
             shards.append(Shard(split, records.shard_name(split, index, worker), chunk))
@@ -80,11 +91,13 @@ def plan_shards(keys, config):
 
 
 def _file_names(config):
-    """(manifest, state file, regex of this worker's shard files incl. temporary ones)."""
+    """(manifest, state file, lock name, regex of this worker's shard files incl. old-style temporaries)."""
     if config.num_workers == 1:
-        return records.MANIFEST_NAME, "build-state.json", re.compile(r"^(train|val)-\d{5}\.tfrecord(\.tmp\d+)?$")
+        shards = re.compile(r"^(train|val)-\d{5}\.tfrecord(\.tmp\d+)?$")
+        return records.MANIFEST_NAME, "build-state.json", ".lock", shards
     w = f"w{config.worker_index:02d}"
-    return f"manifest-{w}.json", f"build-state-{w}.json", re.compile(rf"^(train|val)-{w}-\d{{5}}\.tfrecord(\.tmp\d+)?$")
+    shards = re.compile(rf"^(train|val)-{w}-\d{{5}}\.tfrecord(\.tmp\d+)?$")
+    return f"manifest-{w}.json", f"build-state-{w}.json", f".lock-{w}", shards
 
 
 def _load_embedder(config, embedder, embedder_info):
@@ -115,24 +128,31 @@ def _decode(payload):
 
 @functools.lru_cache(maxsize=None)
 def _letterbox_and_convert(image_size):
-    """sRGB (H, W, 3) -> (Lab (S, S, 3), Inception input (299, 299, 3)), one graph for any H, W.
+    """sRGB (H, W, 3) -> (Lab (S, S, 3), Inception input (299, 299, 3), gray?), one graph for any H, W.
 
     Traced once per process and size, without AutoGraph: tracing per build (as a ``tf.data`` map
-    function does) or per photo shape costs more than converting a photo.
+    function does) or per photo shape costs more than converting a photo. The gray test looks at
+    the photo inside the letterbox (the white bars have no chroma).
     """
 
     def convert(rgb):
-        return colors.prepare_lab(rgb, image_size), colors.inception_input(rgb)
+        lab = colors.prepare_lab(rgb, image_size)  # (S, S, 3)
+        shape = tf.shape(rgb)
+        top, left, height, width = colors.letterbox_box(shape[0], shape[1], image_size)
+        gray = colors.is_grayscale(lab[top : top + height, left : left + width])
+        return lab, colors.inception_input(rgb), gray
 
     return tf.function(convert, input_signature=[tf.TensorSpec([None, None, 3], tf.float32)], autograph=False)
 
 
-def _prepare(position, payload, convert):
+def _prepare(position, payload, convert, keep_gray):
     """One input -> dict: position, reason (None if fine), height, width, lab, inception."""
     rgb, reason = _decode(payload)
     if reason is not None:
         return {"position": position, "reason": reason}
-    lab, inception = convert(rgb)  # (S, S, 3), (299, 299, 3)
+    lab, inception, gray = convert(rgb)  # (S, S, 3), (299, 299, 3), ()
+    if bool(gray) and not keep_gray:
+        return {"position": position, "reason": GRAYSCALE}
     height, width = rgb.shape[:2]
     return {
         "position": position,
@@ -144,7 +164,7 @@ def _prepare(position, payload, convert):
     }
 
 
-def _prepared_stream(source, positions, image_size, lookahead):
+def _prepared_stream(source, positions, image_size, lookahead, keep_gray):
     """The prepared inputs at ``positions``, in order (see :func:`_prepare`).
 
     Pillow decodes and TensorFlow converts in ``PREP_THREADS`` threads (both release the GIL),
@@ -156,7 +176,7 @@ def _prepared_stream(source, positions, image_size, lookahead):
     with concurrent.futures.ThreadPoolExecutor(PREP_THREADS, thread_name_prefix="prepare") as pool:
         try:
             for position, payload in source.payloads(positions):
-                pending.append(pool.submit(_prepare, int(position), payload, convert))
+                pending.append(pool.submit(_prepare, int(position), payload, convert, keep_gray))
                 if len(pending) > lookahead:
                     yield pending.popleft().result()
             while pending:
@@ -179,7 +199,8 @@ class _Builder:
             if item["reason"] is not None:
                 key = self.source.keys[expected]
                 skipped.append({"path": key, "reason": item["reason"]})
-                tqdm.write(f"skipped {key}: {skipped[-1]['reason']}")
+                if item["reason"] != GRAYSCALE:  # gray photos are counted at the end, not printed one by one
+                    tqdm.write(f"skipped {key}: {item['reason']}")
                 self.bar.update(1)
                 continue
             batch.append(item)
@@ -203,15 +224,24 @@ class _Builder:
         self.bar.update(len(batch))
 
 
+def _read_state(state_path):
+    try:
+        return safeio.read_json(state_path, "build state")
+    except safeio.DamagedFileError as error:
+        raise BuildError(f"{error}; leave out --resume to start this build over") from None
+
+
 def _prepare_out_dir(config, out, plan, fingerprint):
-    """Clear what must not survive and return the build state (finished shards) to go on from."""
-    manifest_name, state_name, shard_pattern = _file_names(config)
-    os.makedirs(out, exist_ok=True)
+    """Clear what must not survive and return the build state (finished shards) to go on from.
+    Called with this worker's lock held."""
+    manifest_name, state_name, _, shard_pattern = _file_names(config)
+    old_temporaries = re.compile(rf"^({re.escape(manifest_name)}|{re.escape(state_name)})\.tmp\d+$")
+    ours = re.compile(rf"^({shard_pattern.pattern[1:-1]}|{re.escape(manifest_name)}|{re.escape(state_name)})$")
+    safeio.clean_temporaries(out, extra_patterns=[old_temporaries], targets=ours)  # leftovers of a killed build
     state_path = os.path.join(out, state_name)
     state = {"fingerprint": fingerprint, "shards": {}}
     if config.resume and os.path.exists(state_path):
-        with open(state_path) as f:
-            previous = json.load(f)
+        previous = _read_state(state_path)
         if previous.get("fingerprint") != fingerprint:
             raise BuildError(
                 f"--resume: {out} holds a build of other inputs or settings; rerun the command that made "
@@ -232,17 +262,28 @@ def build(config, embedder=None, progress=True, embedder_info=None):
 
     ``embedder``: optional callable or Keras model, (B, 299, 299, 3) in [-1, 1] -> (B, D), used
     instead of Inception-ResNet-v2 (``embedder_info`` optionally describes it in the manifest).
-    Raises :class:`BuildError` or ``embedding.WeightsUnavailableError`` with a one-line message.
+    Raises :class:`BuildError` or ``embedding.WeightsUnavailableError`` with a one-line message;
+    ``safeio.OutputPathError`` for an ``out`` that cannot be a folder, ``safeio.LockedError`` when
+    another build writes the same records (the same worker) right now.
     """
     say = print if progress else (lambda *a, **k: None)
     say(f"config: {json.dumps(config.to_json())}")
+    out = config.out
+    safeio.check_output_dir(out, inputs=config.images, what="records folder (--out)")
+    with safeio.DirLock(out, "python -m tfrecords_builder", warn=say, name=_file_names(config)[2]):
+        return _build_locked(config, embedder, embedder_info, say, progress)
+
+
+def _build_locked(config, embedder, embedder_info, say, progress):
     try:
-        source = sources.make_source(config)
+        source = sources.make_source(config, warn=lambda line: print(line, file=sys.stderr))
     except sources.SourceError as error:
         raise BuildError(str(error)) from None
     embed, info = _load_embedder(config, embedder, embedder_info)
-    plan = plan_shards(source.keys, config)
-    settings = [records.SCHEMA_VERSION, config.image_size, config.val_fraction, config.shard_size, config.num_workers]
+    plan = plan_shards(source.keys, config, source.shuffled)
+    settings = [
+        records.SCHEMA_VERSION, config.image_size, config.val_fraction, config.shard_size, config.num_workers, config.keep_gray
+    ]
     shards = [(s.name, [source.keys[p] for p in s.positions]) for s in plan]
     fingerprint = hashlib.sha1(json.dumps([settings, source.description, info, shards]).encode()).hexdigest()
     out = config.out
@@ -250,7 +291,9 @@ def build(config, embedder=None, progress=True, embedder_info=None):
     todo = [s for s in plan if s.name not in state["shards"]]
     total = sum(len(s.positions) for s in plan)
     say(
-        f"{source.description}: {len(source.keys)} inputs; this worker {total} in {len(plan)} shards"
+        f"{source.description}: {len(source.keys)} inputs"
+        + (f" ({len(source.duplicates)} duplicates left out)" if source.duplicates else "")
+        + f"; this worker {total} in {len(plan)} shards"
         + (f", {len(plan) - len(todo)} already done" if len(todo) < len(plan) else "")
     )
     with tqdm(total=sum(len(s.positions) for s in todo), unit="img", desc="building", disable=not progress) as bar:
@@ -262,9 +305,12 @@ def build(config, embedder=None, progress=True, embedder_info=None):
 
     manifest = _write_manifest(config, source, plan, state, info, embed, manifest_path)
     kept = {split: manifest["splits"][split]["examples"] for split in records.SPLITS}
+    gray = sum(1 for s in manifest["skipped"] if s["reason"] == GRAYSCALE)
     say(
         f"wrote {sum(kept.values())} examples (train {kept['train']}, val {kept['val']}) in {len(plan)} shards "
-        f"to {out}; skipped {len(manifest['skipped'])}; manifest {manifest_path}"
+        f"to {out}; skipped {len(manifest['skipped'])}"
+        + (f" ({gray} gray photos; --keep-gray keeps them)" if gray else "")
+        + f"; manifest {manifest_path}"
     )
     return manifest
 
@@ -272,19 +318,13 @@ def build(config, embedder=None, progress=True, embedder_info=None):
 def _build_split(config, source, shards, builder, state, state_path):
     """Write ``shards`` (all of one split) in order, recording each finished one in ``state``."""
     positions = [p for s in shards for p in s.positions]
-    stream = _prepared_stream(source, positions, config.image_size, lookahead=config.batch_size)
+    stream = _prepared_stream(source, positions, config.image_size, config.batch_size, config.keep_gray)
     with contextlib.closing(stream):  # on an error, the preparing threads stop now
         for shard in shards:
-            path = os.path.join(config.out, shard.name)
             skipped = []
-            try:
-                count = records.write_shard(path, builder.shard_examples(shard, stream, skipped))
-            except BaseException:
-                for tmp in glob.glob(glob.escape(path) + ".tmp*"):
-                    os.remove(tmp)
-                raise
+            count = records.write_shard(os.path.join(config.out, shard.name), builder.shard_examples(shard, stream, skipped))
             state["shards"][shard.name] = {"examples": count, "skipped": skipped}
-            records.write_json_atomic(state_path, state)
+            safeio.write_json(state_path, state)
 
 
 def _write_manifest(config, source, plan, state, info, embed, manifest_path):
@@ -297,10 +337,18 @@ def _write_manifest(config, source, plan, state, info, embed, manifest_path):
         splits[shard.split]["examples"] += done["examples"]
         splits[shard.split]["shards"].append(shard.name)
         skipped += done["skipped"]
-    emb = {**info, "dim": state["dim"], "input_size": colors.INCEPTION_SIZE}
-    extra = {"source": source.description, "inputs": len(source.keys), "config": config.to_json()}
+    emb = {**info, "dim": state["dim"], "input_size": colors.INCEPTION_SIZE, "input": INCEPTION_INPUT}
+    mine = lambda key: worker_of(key, config.num_workers) == config.worker_index  # noqa: E731
+    extra = {
+        "source": source.description,
+        "inputs": len(source.keys),
+        "duplicates": [d for d in source.duplicates if mine(d["same_as"])],  # each reported by one worker
+        "not_searched": source.problems,
+        "gray_photos": "kept" if config.keep_gray else f"skipped (chroma_level < {colors.GRAY_CHROMA} Lab units)",
+        "config": config.to_json(),
+    }
     if config.num_workers > 1:
         extra["worker"] = {"index": config.worker_index, "count": config.num_workers}
     manifest = records.make_manifest(config.image_size, emb, splits, skipped, **extra)
-    records.write_json_atomic(manifest_path, manifest)
+    safeio.write_json(manifest_path, manifest)
     return manifest

@@ -4,8 +4,7 @@ import argparse
 import dataclasses
 from typing import Optional
 
-from koalarization import colors
-
+IMAGE_SIZE = 224  # the paper's encoder size, = koalarization.IMAGE_SIZE (not imported: it loads TensorFlow)
 MAX_SHARD_SIZE = 100_000  # examples per shard; ~150 KB each, so at most ~15 GB per file
 DEFAULT_SHARD_SIZE = 1000  # ~150 MB per shard, the size the tf.data guide recommends
 
@@ -21,11 +20,12 @@ class BuildConfig:
     batch_size: int = 32
     val_fraction: float = 0.1
     shard_size: int = DEFAULT_SHARD_SIZE
-    image_size: int = colors.IMAGE_SIZE
+    image_size: int = IMAGE_SIZE
     num_workers: int = 1
     worker_index: int = 0
     resume: bool = False
     limit: Optional[int] = None
+    keep_gray: bool = False
     verbose: bool = False
 
     def __post_init__(self):
@@ -101,8 +101,8 @@ def make_parser():
         help=f"examples per shard, 1..{MAX_SHARD_SIZE} (default: {DEFAULT_SHARD_SIZE}, ~150 MB at 224x224)",
     )
     p.add_argument(
-        "--image-size", type=int, default=colors.IMAGE_SIZE,
-        help=f"side of the square L/ab images, a multiple of 8 (default: {colors.IMAGE_SIZE}, the paper's)",
+        "--image-size", type=int, default=IMAGE_SIZE,
+        help=f"side of the square L/ab images, a multiple of 8 (default: {IMAGE_SIZE}, the paper's)",
     )
     p.add_argument("--num-workers", type=int, default=1, help="split the build over N machines or processes (default: 1)")
     p.add_argument(
@@ -115,7 +115,16 @@ def make_parser():
         help="finish an interrupted build in --out: complete shards are kept, the rest are built "
         "(without it, earlier shards of this worker in --out are replaced)",
     )
-    p.add_argument("--limit", type=int, help="use only the first N inputs (sorted paths / dataset order)")
+    p.add_argument(
+        "--limit", type=int,
+        help="use N photos: a uniform sample chosen by a hash of each key, the same on every run "
+        "(for --tfds, its first N: TFDS stores examples already shuffled)",
+    )
+    p.add_argument(
+        "--keep-gray", action="store_true",
+        help="keep gray photos (99%% of pixels with chroma under 5 Lab units) as training targets; "
+        "by default they are skipped and listed in manifest.json, as Zhang et al. do for ImageNet",
+    )
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
     return p
 

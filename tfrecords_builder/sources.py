@@ -1,21 +1,27 @@
 """Where photos come from: files and folders, a tensorflow-datasets dataset, or the bundled samples.
 
-Every source is an ordered list of stable ``keys`` plus ``payloads(positions)``, an iterator of
-``(position, payload)`` for the chosen positions in ascending order; the payload is a file path
-(str) or the encoded image bytes, decoded later by ``koalarization.images.read_image``.
+Every source is a list of stable, unique ``keys`` plus ``payloads(positions)``, an iterator of
+``(position, payload)`` for the chosen positions in the order given (ascending for TFDS); the
+payload is a file path (str) or the encoded image bytes, decoded later by
+``koalarization.images.read_image``.
+
+Files: a photo's key is its path relative to the folder (or glob prefix) it was found under (see
+``koalarization.discovery``); each real file is read once, and byte-identical files are one
+photo: the one whose key comes first in :func:`order_of` order is kept, the others are reported
+as duplicates. ``--limit N`` takes the first N distinct photos in :func:`order_of` order: a
+uniform sample of the whole tree (not its first folders), the same on every run and machine.
+TFDS stores its examples already shuffled by a hash of their keys, so its first N are a uniform
+sample and its order is kept.
 """
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
 import numpy as np
-from koalarization import quiet_tensorflow  # noqa: E402
 
-quiet_tensorflow()
-import tensorflow as tf
-
-from koalarization import images
+from koalarization import discovery
 
 # The colour photographs bundled with scikit-image (grayscale ones such as camera, moon and page
 # are left out) and matplotlib.
@@ -40,10 +46,60 @@ class SourceError(RuntimeError):
 class Source:
     description: str
     keys: list
-    _payloads: Callable  # positions (sorted np.int64 array) -> iterator of (position, path str or bytes)
+    _payloads: Callable  # positions (np.int64 array) -> iterator of (position, path str or bytes)
+    shuffled: bool = False  # True: the source's own order is already a uniform mix (TFDS)
+    duplicates: list = dataclasses.field(default_factory=list)  # {"path", "same_as", "reason"}
+    problems: list = dataclasses.field(default_factory=list)  # {"path", "reason"}: not searched
 
     def payloads(self, positions):
         return self._payloads(np.asarray(positions, dtype=np.int64))
+
+
+def order_of(key):
+    """The sort key that mixes a source: SHA-256 of the key (independent of the split's SHA-1)."""
+    return hashlib.sha256(b"order:" + key.encode("utf-8")).digest()
+
+
+def _content_digest(path):
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None  # unreadable: never a duplicate; the build reports it
+    return digest.digest()
+
+
+def select_distinct(keys, sizes, paths, limit=None):
+    """Positions of the first ``limit`` (all if None) byte-distinct files in :func:`order_of`
+    order, ascending, and the duplicates left out as ``(position, position kept)``.
+
+    Only a file whose size equals an earlier candidate's is hashed: most photos are not read here.
+    """
+    ranked = sorted(range(len(keys)), key=lambda i: order_of(keys[i]))
+    chosen, duplicates = [], []
+    by_size = {}  # size -> positions chosen with that size
+    digests = {}
+
+    def digest_of(i):
+        if i not in digests:
+            digests[i] = _content_digest(paths[i])
+        return digests[i]
+
+    for i in ranked:
+        if limit is not None and len(chosen) >= limit:
+            break
+        same_size = by_size.setdefault(sizes[i], [])
+        twin = None
+        if same_size and digest_of(i) is not None:
+            twin = next((j for j in same_size if digest_of(j) == digest_of(i)), None)
+        if twin is not None:
+            duplicates.append((i, twin))
+            continue
+        same_size.append(i)
+        chosen.append(i)
+    return sorted(chosen), duplicates
 
 
 def sample_photo_paths():
@@ -68,36 +124,57 @@ def _sample_key(path):
     return path
 
 
-def _file_source(description, paths, keys):
+def _file_source(description, paths, keys, **extra):
     paths = list(paths)
 
     def payloads(positions):
         return ((int(i), paths[i]) for i in positions)
 
-    return Source(description, list(keys), payloads)
+    return Source(description, list(keys), payloads, **extra)
 
 
-def image_files(inputs, limit=None):
-    """Files, folders (recursive) and globs, sorted; the key of each photo is its path."""
+def image_files(inputs, limit=None, warn=print):
+    """Files, folders (recursive) and globs; keys relative to their roots; duplicates left out."""
     try:
-        paths = images.find_images(list(inputs))
+        found = discovery.discover_images(list(inputs))
     except FileNotFoundError as error:
         raise SourceError(str(error)) from None
-    if not paths:
-        raise SourceError(f"{' '.join(inputs)}: no image files found (looked for {', '.join(images.IMAGE_EXTENSIONS)})")
-    paths = paths[:limit]
-    return _file_source(f"images {' '.join(inputs)}", paths, paths)
+    for path, reason in found.problems:
+        warn(f"warning: {path}: {reason}")
+    if not found.paths:
+        raise SourceError(found.why_empty())
+    chosen, twins = select_distinct(found.keys, found.sizes, found.paths, limit)
+    key_of_path = dict(zip(found.paths, found.keys))
+    duplicates = [{"path": found.keys[i], "same_as": found.keys[j], "reason": "identical content"} for i, j in twins]
+    duplicates += [
+        {"path": path, "same_as": key_of_path[kept], "reason": "same file"} for path, kept in found.same_file if kept in key_of_path
+    ]
+    problems = [{"path": path, "reason": reason} for path, reason in found.problems]
+    return _file_source(
+        f"images {' '.join(inputs)}",
+        [found.paths[i] for i in chosen],
+        [found.keys[i] for i in chosen],
+        duplicates=duplicates,
+        problems=problems,
+    )
 
 
 def samples(limit=None):
-    paths = sample_photo_paths()[:limit]
+    paths = sample_photo_paths()
     if not paths:
         raise SourceError("no bundled sample photos found in scikit-image or matplotlib")
-    return _file_source("bundled sample photos (scikit-image, matplotlib)", paths, [_sample_key(p) for p in paths])
+    keys = [_sample_key(p) for p in paths]
+    chosen = sorted(sorted(range(len(keys)), key=lambda i: order_of(keys[i]))[:limit])
+    return _file_source("bundled sample photos (scikit-image, matplotlib)", [paths[i] for i in chosen], [keys[i] for i in chosen])
 
 
 def tfds_dataset(spec, data_dir=None, limit=None):
-    """``NAME[:SPLIT]`` of tensorflow-datasets; keys ``tfds:NAME:SPLIT:INDEX`` in dataset order."""
+    """``NAME[:SPLIT]`` of tensorflow-datasets; keys ``tfds:NAME:SPLIT:INDEX`` in dataset order
+    (TFDS shuffled it when it prepared the data, so ``limit`` takes its first N)."""
+    from koalarization import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
     import tensorflow_datasets as tfds
     from absl import logging as absl_logging
 
@@ -144,13 +221,13 @@ def tfds_dataset(spec, data_dir=None, limit=None):
         return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()  # read ahead in tf.data's threads
 
     keys = [f"tfds:{name}:{split}:{i}" for i in range(count)]
-    return Source(f"tensorflow-datasets {name}:{split}", keys, payloads)
+    return Source(f"tensorflow-datasets {name}:{split}", keys, payloads, shuffled=True)
 
 
-def make_source(config):
+def make_source(config, warn=print):
     """The :class:`Source` that ``config`` asks for."""
     if config.source_kind == "images":
-        return image_files(config.images, config.limit)
+        return image_files(config.images, config.limit, warn)
     if config.source_kind == "tfds":
         return tfds_dataset(config.tfds, config.tfds_data_dir, config.limit)
     return samples(config.limit)
