@@ -6,14 +6,15 @@ truncated files (reported, not half-read). Every problem becomes an :class:`Imag
 names the file and the reason.
 """
 
-import glob
 import io
 import os
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from koalarization import discovery
+
+IMAGE_EXTENSIONS = discovery.IMAGE_EXTENSIONS
 
 
 class ImageError(ValueError):
@@ -68,24 +69,13 @@ def read_image(path):
     return rgb
 
 
-def find_images(inputs, extensions=IMAGE_EXTENSIONS):
-    """Expand files, folders (recursively) and glob patterns into a sorted list of image paths.
+def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None):
+    """Expand files, folders (recursively) and glob patterns into a list of image paths, each real
+    file once (links and loops followed safely); see :mod:`koalarization.discovery`.
 
     Files named explicitly are kept whatever their extension (so a broken one gets reported);
     inside folders and globs only ``extensions`` count. Raises ``FileNotFoundError`` for an input
-    that matches nothing.
+    that matches nothing. Unreadable folders and refused loops go to ``warn`` (default: stderr),
+    one line each; ``discovery.discover_images(...).why_empty()`` says why a result is empty.
     """
-    found = []
-    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
-        item = os.fspath(item)
-        if os.path.isfile(item):
-            found.append(item)
-            continue
-        if os.path.isdir(item):
-            candidates = glob.glob(os.path.join(glob.escape(item), "**", "*"), recursive=True)
-        else:
-            candidates = glob.glob(item, recursive=True)
-            if not candidates:
-                raise FileNotFoundError(f"{item}: no such file, folder or matching glob")
-        found.extend(p for p in candidates if os.path.isfile(p) and p.lower().endswith(extensions))
-    return sorted(dict.fromkeys(found))
+    return discovery.find_images(inputs, extensions, warn)
