@@ -15,43 +15,27 @@ The run dir ends up holding ``config.json`` (this config plus the records' manif
 ``model.keras`` (the final model), ``checkpoints/best.keras``, ``logs/`` (TensorBoard: scalars
 and a gray | prediction | truth panel of a fixed validation batch), ``history.csv``,
 ``samples/epoch_NNN.png`` (the same panels) and ``loss.png``. While training it also holds
-``backup/``: a run killed and started again with the same command resumes after the last
-finished epoch (Keras' ``BackupAndRestore``).
+``backup/`` and ``.lock``. Every file is written under a temporary name and renamed (the backup
+in two generations with checksums, :mod:`koalarization.rundir`): a run killed at any instant,
+or stopped with Ctrl-C, resumes after its last finished epoch when the same command runs again.
 
-Design: ONE training loop for every ``--distribution``. Keras 3's ``fit`` breaks under
-``MultiWorkerMirroredStrategy`` (keras-team/keras#20585, #20329), while a train step run with
-``strategy.run`` works under every strategy. So the loop here is a small custom one: a
-``tf.function`` train step under ``strategy.run`` (the default strategy when
-``--distribution none``), driving the ecosystem's Keras callbacks (progress bar,
-``ModelCheckpoint``, ``BackupAndRestore``, ``TensorBoard``, ``CSVLogger``, ``TerminateOnNaN``)
-through ``keras.callbacks.CallbackList``, exactly as ``fit`` drives them. The loss is the paper's
-MSE on scaled ab, averaged over the global batch (``tf.nn.compute_average_loss``); the Keras
-optimizer sums gradients over replicas. Datasets are sharded by data (every worker reads every
-shard and keeps its part), so any number of shards works with any number of workers. With
-``multi_worker`` only the chief writes the run dir; the other workers write to a temporary dir
-and restore from the chief's backup.
+This module is the entry point and the config; it imports no TensorFlow, so ``--help``, argument
+errors, a busy or unusable run dir are answered at once. The loop is :mod:`koalarization.loop`
+(one ``tf.function`` step under ``strategy.run`` for every ``--distribution``; the loss is the
+mean over the global batch). With ``multi_worker`` only the chief (task ``chief``, or ``worker``
+0 when there is none) writes the run dir; the other workers restore from the chief's backup.
 """
 
 import argparse
-import csv
+import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
-import tempfile
-from typing import Optional
+from typing import Any, Optional
 
 import koalarization
-from koalarization import colors, data, records
-from koalarization.model import build_colorizer, compile_colorizer
-
-from koalarization import quiet_tensorflow  # noqa: E402
-
-quiet_tensorflow()
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from koalarization import rundir, safeio
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
@@ -59,7 +43,7 @@ PRESETS = {
     "paper": {},  # the dataclass defaults are the paper's settings
     "smoke": {"epochs": 2, "steps_per_epoch": 3, "validation_steps": 2, "batch_size": 4},
 }
-
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 class UserError(Exception):
     """An expected problem with the user's input: reported as one line, without a traceback."""
@@ -110,203 +94,32 @@ class TrainResult:
     run_dir: str
     model_path: Optional[str]  # run_dir/model.keras; None on a non-chief worker
     history: dict  # {"epoch": [...], "loss": [...], "val_loss": [...]} over all epochs, resumed ones too
-    model: keras.Model
+    model: Any  # the trained keras.Model
     is_chief: bool = True
     replicas: int = 1  # replicas in sync under the strategy
 
 
-# -- strategy ----------------------------------------------------------------------------------
-def make_strategy(distribution):
-    """``none``: the default strategy; ``mirrored``: all local GPUs (or all logical CPUs when
-    there is no GPU); ``multi_worker``: the cluster described by ``TF_CONFIG``."""
-    if distribution == "none":
-        return tf.distribute.get_strategy()
-    if distribution == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if not os.environ.get("TF_CONFIG"):
-        raise UserError("--distribution multi_worker needs TF_CONFIG describing the cluster and this task")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+def __getattr__(name):
+    """The loop's pieces under their old names (``train.make_steps`` in the benchmarks), imported
+    only when asked for: importing this module stays free of TensorFlow."""
+    if name in ("make_steps", "distribute", "make_strategy", "per_example_mse"):
+        from koalarization import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or resolver.task_type in (None, "chief"):
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-# -- run dir -----------------------------------------------------------------------------------
-def records_facts(manifest):
-    """What config.json records about the training data."""
-    splits = {name: info.get("examples", 0) for name, info in manifest["splits"].items()}
-    return {"image_size": manifest["image_size"], "embedding": manifest["embedding"], "examples": splits}
-
-
-def check_run_dir(config):
-    """Refuse a run dir that holds a different run or a finished one; True when resuming."""
-    path = os.path.join(config.run_dir, "config.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        saved = json.load(f).get("config", {})
-    current = dataclasses.asdict(config)
-    differs = sorted(k for k in current if k != "verbose" and saved.get(k) != current[k])
-    if differs:
-        raise UserError(
-            f"{config.run_dir}: holds a run with different settings ({', '.join(differs)}); "
-            "resume it with the same flags or choose a new --run-dir"
-        )
-    resuming = os.path.exists(os.path.join(config.run_dir, "backup", "training_metadata.json"))
-    if not resuming and os.path.exists(os.path.join(config.run_dir, "model.keras")):
-        raise UserError(f"{config.run_dir}: holds a finished run (model.keras); choose a new --run-dir")
-    return resuming
-
-
-def read_history(path):
-    """history.csv -> {column: [floats]}, without the all-"NA" val columns of a run without val."""
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    columns = {key: [row[key] for row in rows if row.get(key) not in (None, "", "NA")] for key in (rows[0] if rows else {})}
-    return {key: [float(v) for v in values] for key, values in columns.items() if values}
-
-
-def plot_loss(history, path):
-    """Loss curves (train and, when there is one, val) as a PNG, without touching pyplot's state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    epochs = [e + 1 for e in history.get("epoch", [])]
-    for key in ("loss", "val_loss"):
-        if len(history.get(key, [])) == len(epochs) and epochs:
-            ax.plot(epochs, history[key], marker="o", label=key)
-    ax.set(xlabel="epoch", ylabel="MSE on scaled ab", title="Koalarization training")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-
-
-# -- callbacks ---------------------------------------------------------------------------------
-def sample_panel(l, ab_pred, ab_true):
-    """Rows of gray | prediction | truth, float RGB (n*S, 3*S, 3) in [0, 1]."""
-    lum = colors.unscale_l(l)  # (n, S, S, 1) in [0, 100]
-
-    def rgb(ab_scaled):
-        return colors.lab_to_rgb(tf.concat([lum, colors.unscale_ab(ab_scaled)], axis=-1))  # (n, S, S, 3)
-
-    gray = rgb(tf.zeros_like(ab_true))
-    row = tf.concat([gray, rgb(tf.cast(ab_pred, tf.float32)), rgb(ab_true)], axis=2)  # (n, S, 3S, 3)
-    return tf.clip_by_value(tf.reshape(row, (-1, row.shape[2], 3)), 0.0, 1.0)  # (n*S, 3S, 3)
-
-
-class SamplePanels(keras.callbacks.Callback):
-    """Every epoch: colorize a fixed batch, write the panel to TensorBoard and ``samples/``."""
-
-    def __init__(self, inputs, ab, samples_dir, log_dir):
-        super().__init__()
-        self.inputs, self.ab, self.samples_dir = inputs, ab, samples_dir
-        os.makedirs(samples_dir, exist_ok=True)
-        self.writer = tf.summary.create_file_writer(log_dir)
-
-    def on_epoch_end(self, epoch, logs=None):
-        pred = self.model(self.inputs, training=False)  # (n, S, S, 2)
-        panel = sample_panel(self.inputs["l"], pred, self.ab)  # (n*S, 3S, 3)
-        with self.writer.as_default():
-            tf.summary.image("gray | prediction | truth", panel[None], step=epoch + 1)
-        self.writer.flush()
-        png = tf.io.encode_png(tf.cast(tf.round(panel * 255.0), tf.uint8))
-        tf.io.write_file(os.path.join(self.samples_dir, f"epoch_{epoch + 1:03d}.png"), png)
-
-
-class WorkerBackup(keras.callbacks.BackupAndRestore):
-    """For non-chief workers: restore from the chief's backup, write own backups elsewhere."""
-
-    def __init__(self, chief_backup_dir, own_backup_dir):
-        super().__init__(own_backup_dir)
-        self.chief = keras.callbacks.BackupAndRestore(chief_backup_dir)
-
-    def on_train_begin(self, logs=None):
-        self.chief.set_model(self.model)
-        self.chief.on_train_begin(logs)
-
-
-def make_callbacks(out_dir, monitor, resuming, chief, run_dir):
+def is_chief_task(tf_config):
+    """Whether the task in ``TF_CONFIG`` (JSON) writes the run dir: ``chief``, or ``worker`` 0
+    of a cluster without a chief."""
     try:
-        import tensorboard  # noqa: F401  (tf.summary needs it)
-    except ImportError:
-        raise UserError("TensorBoard is not installed (needed for the logs): pip install tensorboard") from None
-    backup = os.path.join(out_dir, "backup")
-    restore = keras.callbacks.BackupAndRestore(backup) if chief else WorkerBackup(os.path.join(run_dir, "backup"), backup)
-    os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        restore,
-        keras.callbacks.ModelCheckpoint(os.path.join(out_dir, "checkpoints", "best.keras"), monitor=monitor, save_best_only=True),
-        keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), write_graph=False),
-        keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=resuming),
-    ]
-
-
-# -- the training loop -------------------------------------------------------------------------
-def per_example_mse(pred, ab):
-    return tf.reduce_mean(tf.square(tf.cast(pred, tf.float32) - ab), axis=[1, 2, 3])  # (B,)
-
-
-def make_steps(model, strategy):
-    """``train_step(iterator) -> mean loss`` and ``eval_step(batch) -> (loss sum, count)``."""
-    optimizer = model.optimizer
-    variables = model.trainable_variables
-    total = tf.distribute.ReduceOp.SUM
-
-    def replica_train(inputs, ab):
-        with tf.GradientTape() as tape:
-            pred = model(inputs, training=True)  # (b, S, S, 2)
-            loss = tf.nn.compute_average_loss(per_example_mse(pred, ab))  # sum / global batch
-            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed_float16
-        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))  # all-reduced
-        return loss
-
-    def replica_eval(inputs, ab):
-        errors = per_example_mse(model(inputs, training=False), ab)  # (b,)
-        return tf.reduce_sum(errors), tf.cast(tf.shape(errors)[0], tf.float32)
-
-    @tf.function
-    def train_step(iterator):
-        return strategy.reduce(total, strategy.run(replica_train, args=next(iterator)), axis=None)
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(batch):
-        loss_sum, count = strategy.run(replica_eval, args=batch)
-        return strategy.reduce(total, loss_sum, axis=None), strategy.reduce(total, count, axis=None)
-
-    return train_step, eval_step
-
-
-def distribute(strategy, dataset):
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-
-def warn_random_embedding(manifest, log):
-    weights = manifest["embedding"].get("weights", {})
-    if weights.get("source") == "random":
-        bar = "!" * 78
-        log(
-            f"{bar}\n!! WARNING: these records were built with RANDOM Inception-ResNet-v2 weights.\n"
-            "!! The embedding carries no ImageNet semantics: the model can learn only from\n"
-            "!! luminance. Rebuild the records with ImageNet weights for real results.\n"
-            f"{bar}",
-            file=sys.stderr,
-        )
+        spec = json.loads(tf_config or "{}")
+    except ValueError:
+        raise UserError("TF_CONFIG is not valid JSON") from None
+    task, cluster = spec.get("task", {}), spec.get("cluster", {})
+    if task.get("type") in (None, "chief"):
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
 
 
 def _print(*args, **kwargs):
@@ -315,28 +128,51 @@ def _print(*args, **kwargs):
 
 def train(config, callbacks=(), log=_print):
     """Train as ``config`` says; returns a :class:`TrainResult`. ``callbacks``: extra Keras
-    callbacks, run after the built-in ones."""
-    strategy = make_strategy(config.distribution)  # first: multi-worker collectives precede any TF op
-    chief = is_chief(strategy)
+    callbacks, run after the built-in ones. The run dir is checked and locked before TensorFlow
+    is imported."""
+    multi_worker = config.distribution == "multi_worker"
+    if multi_worker and not os.environ.get("TF_CONFIG"):
+        raise UserError("--distribution multi_worker needs TF_CONFIG describing the cluster and this task")
+    chief = not multi_worker or is_chief_task(os.environ.get("TF_CONFIG"))
+    if not chief:
+        return _train(config, chief, callbacks, log)
+    safeio.check_output_dir(config.run_dir, inputs=[config.records], what="run dir")
+    with safeio.DirLock(config.run_dir, "python -m koalarization.train", warn=log):
+        rundir.clean(config.run_dir)
+        try:
+            rundir.check(config.run_dir, dataclasses.asdict(config))  # a different or finished run: refused
+        except rundir.RunDirError as error:
+            raise UserError(str(error)) from None
+        return _train(config, chief, callbacks, log)
+
+
+def _train(config, chief, callbacks, log):
+    from koalarization import loop  # TensorFlow from here on
+
+    strategy = loop.make_strategy(config.distribution)  # first: multi-worker collectives precede any TF op
+    import keras
+    import tensorflow as tf
+
+    from koalarization import data, records
+    from koalarization.model import build_colorizer, compile_colorizer
+
     manifest = records.read_manifest(config.records)
     n_train, n_val = data.num_examples(config.records, "train"), data.num_examples(config.records, "val")
     if n_train == 0:
         raise UserError(f"{config.records}: the train split is empty")
     log("Training config:\n" + "\n".join(f"  {k}: {v}" for k, v in dataclasses.asdict(config).items()))
-    log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {records_facts(manifest)['embedding']}")
-    warn_random_embedding(manifest, log)
-    resuming = check_run_dir(config)
-
-    workdir = None if chief else tempfile.TemporaryDirectory(prefix="koalarization-worker-")
-    out_dir = config.run_dir if chief else workdir.name
-    os.makedirs(out_dir, exist_ok=True)
-    payload = {"config": dataclasses.asdict(config), "records": records_facts(manifest),
-               "replicas": strategy.num_replicas_in_sync, "versions": {"koalarization": koalarization.__version__,
-               "keras": keras.__version__, "tensorflow": tf.__version__}}
-    records.write_json_atomic(os.path.join(out_dir, "config.json"), payload)
+    log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
+    loop.warn_random_embedding(manifest, log)
+    if chief:
+        rundir.write_config(config.run_dir, {
+            "config": dataclasses.asdict(config), "records": loop.records_facts(manifest),
+            "replicas": strategy.num_replicas_in_sync,
+            "versions": {"koalarization": koalarization.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
+        })
     if n_val == 0:
         log("The val split is empty: training without validation.")
 
+    run = rundir.Run(config.run_dir, chief, monitor="val_loss" if n_val else "loss", log=log)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
@@ -346,25 +182,33 @@ def train(config, callbacks=(), log=_print):
             compile_colorizer(model, config.learning_rate)
             model.optimizer.build(model.trainable_variables)
         model.stop_training = False
-        history = _fit(model, strategy, config, manifest, n_train, n_val, out_dir, resuming, chief, list(callbacks), log)
+        history = loop.fit(model, strategy, config, run, n_train, n_val, callbacks, log)
+    except FloatingPointError as error:
+        log("")  # end the progress bar's line
+        raise UserError(str(error)) from None
+    except tf.errors.DataLossError as error:
+        log("")
+        raise UserError(loop.damaged_records_message(config, error)) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
     model_path = None
     if chief:
-        model_path = os.path.join(config.run_dir, "model.keras")
-        model.save(model_path)
-        plot_loss(history, os.path.join(config.run_dir, "loss.png"))
+        model_path = os.path.join(config.run_dir, rundir.MODEL)
+        run.finish(model)
+        from koalarization import plots
+
+        plots.loss_curves(history, os.path.join(config.run_dir, "loss.png"))
         log(f"Saved the final model to {model_path}")
         if config.export:
             export_run(config.run_dir, manifest, log)
-    if workdir is not None:
-        workdir.cleanup()
+        run.close()  # the run is complete: its backup goes
     return TrainResult(config, config.run_dir, model_path, history, model, chief, strategy.num_replicas_in_sync)
 
 
 def export_run(run_dir, manifest, log):
-    """Export ``run_dir/saved_model/1`` for TF Serving, when the records hold Inception embeddings."""
+    """Export ``run_dir/saved_model/1`` for TF Serving, when the records hold Inception embeddings.
+    A failure (e.g. no Inception weights offline) is one line: the run itself is complete."""
     from koalarization import embedding, export
 
     facts = manifest["embedding"]
@@ -372,63 +216,12 @@ def export_run(run_dir, manifest, log):
         log(f"Not exporting a SavedModel: the records' embeddings come from {facts.get('model')!r}, not Inception-ResNet-v2.")
         return None
     out = os.path.join(run_dir, "saved_model", "1")
-    return export.export_from_path(export.ExportConfig(model=run_dir, out=out, overwrite=True), log=log)
-
-
-def _fit(model, strategy, config, manifest, n_train, n_val, out_dir, resuming, chief, extra, log):
-    steps = config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
-    monitor = "val_loss" if n_val else "loss"
-    builtin = make_callbacks(out_dir, monitor, resuming, chief, config.run_dir)
-    sample_split = "val" if n_val else "train"
-    sample_ds = data.load_dataset(config.records, sample_split, config.sample_images, shuffle=False)
-    sample_inputs, sample_ab = next(iter(sample_ds))
-    panels = SamplePanels(sample_inputs, sample_ab, os.path.join(out_dir, "samples"), os.path.join(out_dir, "logs", "samples"))
-    callback_list = keras.callbacks.CallbackList(
-        builtin + [panels] + extra, add_progbar=chief, model=model, verbose=1, epochs=config.epochs, steps=steps
-    )
-    callback_list.on_train_begin()
-    initial_epoch = model._initial_epoch or 0  # set by BackupAndRestore, as fit reads it
-    if initial_epoch:
-        log(f"Resuming from the backup after epoch {initial_epoch}.")
-
-    train_ds = data.load_dataset(config.records, "train", config.batch_size, repeat=True, seed=config.seed + initial_epoch)
-    iterator = iter(distribute(strategy, train_ds))
-    val_ds = None
-    if n_val:
-        val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
-        if config.validation_steps:
-            val_ds = val_ds.take(config.validation_steps)
-        val_ds = distribute(strategy, val_ds)
-    train_step, eval_step = make_steps(model, strategy)
-
-    logs = {}
-    for epoch in range(initial_epoch, config.epochs):
-        callback_list.on_epoch_begin(epoch)
-        total = 0.0
-        for step in range(steps):
-            callback_list.on_train_batch_begin(step)
-            total += float(train_step(iterator))
-            logs = {"loss": total / (step + 1)}
-            callback_list.on_train_batch_end(step, logs)
-            if model.stop_training:
-                break
-        if model.stop_training and not math.isfinite(logs["loss"]):
-            callback_list.on_train_end(logs)
-            log("")  # end the progress bar's line
-            raise UserError(f"the loss became {logs['loss']} in epoch {epoch + 1}; try a lower --learning-rate")
-        if val_ds is not None:
-            callback_list.on_test_begin()
-            loss_sum, count = 0.0, 0.0
-            for batch in val_ds:
-                batch_sum, batch_count = eval_step(batch)
-                loss_sum, count = loss_sum + float(batch_sum), count + float(batch_count)
-            logs["val_loss"] = loss_sum / max(count, 1.0)
-            callback_list.on_test_end({"loss": logs["val_loss"]})
-        callback_list.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    callback_list.on_train_end(logs)
-    return read_history(os.path.join(out_dir, "history.csv"))
+    try:
+        return export.export_from_path(export.ExportConfig(model=run_dir, out=out, overwrite=True), log=log)
+    except Exception as error:  # noqa: BLE001  (the model is saved; the export can be redone alone)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        log(f"Not exported ({reason}); the run is complete. Export later: python -m koalarization.export --model {run_dir} --out {out}")
+        return None
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -462,11 +255,30 @@ def parse_config(argv=None):
     return TrainConfig.with_preset(preset, **{k: v for k, v in args.items() if v is not None})
 
 
+def interrupted_line(run_dir):
+    """What Ctrl-C leaves, in one line."""
+    kept = rundir.backup_epoch(run_dir) if run_dir else 0
+    if kept:
+        return (f"interrupted: {run_dir} keeps the backup after epoch {kept} (and checkpoints/best.keras); "
+                "run the same command again to resume")
+    return f"interrupted before the first epoch was saved: run the same command again to start {run_dir or 'the run'} over"
+
+
 def main(argv=None):
+    config = None
     try:
         config = parse_config(argv)
         result = train(config)
-    except (UserError, FileNotFoundError, ValueError) as error:
+    except KeyboardInterrupt:
+        print(f"\n{interrupted_line(config.run_dir if config else None)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except safeio.LockedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return safeio.EXIT_LOCKED
+    except safeio.OutputPathError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return safeio.EXIT_OUTPUT
+    except (UserError, safeio.SafeIOError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.is_chief:

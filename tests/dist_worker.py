@@ -22,7 +22,7 @@ import tensorflow as tf
 def one_step(strategy, batch, dim):
     """Loss, weights before and weights after one SGD step of a freshly seeded model on ``batch``."""
     from koalarization.model import build_colorizer
-    from koalarization.train import distribute, make_steps
+    from koalarization.loop import distribute, make_steps
 
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -47,7 +47,8 @@ def main():
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
 
     from koalarization import data, records
-    from koalarization.train import TrainConfig, make_strategy, train
+    from koalarization.loop import make_strategy
+    from koalarization.train import TrainConfig, train
 
     config = TrainConfig(**json.loads(args.config))
     result = train(config)

@@ -1,0 +1,278 @@
+"""The training loop of ``python -m koalarization.train``: one ``tf.function`` step under
+``strategy.run`` for every ``--distribution``.
+
+Keras 3's ``fit`` breaks under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585, #20329),
+so the loop is a small custom one driving the standard Keras callbacks (progress bar,
+``TensorBoard``, ``TerminateOnNaN``) as ``fit`` would; the run dir's files (history, best
+checkpoint, backup) are written by :mod:`koalarization.rundir`, kill-safe.
+
+- The loss is the paper's MSE on scaled ab, averaged over the GLOBAL batch: each replica divides
+  its sum by the true number of examples in the whole step (all-reduced), so any number of
+  replicas and any uneven split of a batch give the single-device mean and gradient.
+- A replica whose part of a batch is empty (a last batch smaller than the number of replicas,
+  or a worker whose files ran out first) skips the model: convolutions on zero examples fail
+  under oneDNN ("input depth must be evenly divisible by filter depth").
+- Every epoch reads the train split shuffled by ``(seed, epoch)``, so a resumed run sees the same
+  batches as one that was never stopped and ends with the same weights.
+"""
+
+import math
+import os
+import sys
+
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from koalarization import data, plots, records, rundir, safeio  # noqa: E402
+
+SUM = tf.distribute.ReduceOp.SUM
+HEARTBEAT_TIMEOUT_MS = 120_000  # a worker busy on a loaded machine is not a dead one
+
+
+# -- strategy ----------------------------------------------------------------------------------
+def make_strategy(distribution):
+    """``none``: the default strategy; ``mirrored``: all local GPUs (or all logical CPUs when
+    there is no GPU); ``multi_worker``: the cluster described by ``TF_CONFIG`` (tasks ``chief``
+    and/or ``worker``)."""
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    configure_coordination()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def configure_coordination():
+    """The coordination service MultiWorkerMirroredStrategy would start, with heartbeat and
+    registration timeouts that a worker on a loaded machine (or slow to import TensorFlow) meets."""
+    from tensorflow.python.eager import context
+    from tensorflow.tsl.protobuf import coordination_config_pb2
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolver.cluster_spec()
+    if context.context().coordination_service is not None or resolver.task_type not in ("chief", "worker"):
+        return
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    leader = f"/job:{'chief' if 'chief' in cluster.jobs else 'worker'}/replica:0/task:0"
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=leader, coordinated_jobs=jobs,
+        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_MS, cluster_register_timeout_in_ms=10 * HEARTBEAT_TIMEOUT_MS,
+        shutdown_barrier_timeout_in_ms=10 * HEARTBEAT_TIMEOUT_MS,
+    )
+
+
+def num_workers(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+
+
+def distribute(strategy, dataset, shards=None):
+    """``dataset`` split over the strategy's replicas. Several workers each read only their own
+    files (FILE auto-shard) when there are at least ``shards >= workers`` files, else every worker
+    reads everything and keeps its part (DATA)."""
+    options = tf.data.Options()
+    use_files = shards is not None and shards >= num_workers(strategy) > 1
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.FILE if use_files else policy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def shard_policy_line(strategy, shards):
+    workers = num_workers(strategy)
+    if shards >= workers:
+        return f"Input: {shards} train shards over {workers} workers: FILE auto-shard, each worker reads only its own shards."
+    return f"Input: {shards} train shards over {workers} workers: DATA auto-shard, every worker reads all shards and keeps its part."
+
+
+# -- the steps ---------------------------------------------------------------------------------
+def per_example_mse(pred, ab):
+    return tf.reduce_mean(tf.square(tf.cast(pred, tf.float32) - ab), axis=[1, 2, 3])  # (B,)
+
+
+def make_steps(model, strategy):
+    """``train_step(iterator) -> mean loss`` over the global batch, and ``eval_step(batch) ->
+    (loss sum, example count)`` summed over all replicas."""
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+
+    def count(ab):
+        return tf.cast(tf.shape(ab)[0], tf.float32)
+
+    def replica_train(inputs, ab, global_count):
+        def gradients():
+            with tf.GradientTape() as tape:
+                pred = model(inputs, training=True)  # (b, S, S, 2)
+                loss = tf.reduce_sum(per_example_mse(pred, ab)) / global_count  # this replica's share of the global mean
+                scaled = optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+            grads = tape.gradient(scaled, variables)
+            return [loss] + [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
+
+        def nothing():  # this replica's part of the batch is empty
+            return [tf.constant(0.0)] + [tf.zeros(v.shape, v.dtype) for v in variables]
+
+        loss, *grads = tf.cond(tf.shape(ab)[0] > 0, gradients, nothing)
+        optimizer.apply_gradients(zip(grads, variables))  # summed over replicas
+        return loss
+
+    def replica_eval(inputs, ab):
+        def errors():
+            return tf.reduce_sum(per_example_mse(model(inputs, training=False), ab))
+
+        return tf.cond(tf.shape(ab)[0] > 0, errors, lambda: tf.constant(0.0)), count(ab)
+
+    @tf.function
+    def train_step(iterator):
+        inputs, ab = next(iterator)
+        global_count = strategy.reduce(SUM, strategy.run(count, args=(ab,)), axis=None)  # true size, not nominal
+        return strategy.reduce(SUM, strategy.run(replica_train, args=(inputs, ab, global_count)), axis=None)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        loss_sum, n = strategy.run(replica_eval, args=batch)
+        return strategy.reduce(SUM, loss_sum, axis=None), strategy.reduce(SUM, n, axis=None)
+
+    return train_step, eval_step
+
+
+def evaluate(eval_step, dataset):
+    """Mean per-example loss over a distributed dataset."""
+    loss_sum, count = 0.0, 0.0
+    for batch in dataset:
+        batch_sum, batch_count = eval_step(batch)
+        loss_sum, count = loss_sum + float(batch_sum), count + float(batch_count)
+    return loss_sum / max(count, 1.0)
+
+
+def epoch_seed(seed, epoch):
+    """The train split's shuffle seed of one epoch: the same whether or not the run was resumed."""
+    return seed * 1_000_003 + epoch
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+class SamplePanels(keras.callbacks.Callback):
+    """Every epoch: colorize a fixed batch, write the panel to TensorBoard and ``samples/``."""
+
+    def __init__(self, inputs, ab, samples_dir, log_dir):
+        super().__init__()
+        self.inputs, self.ab, self.samples_dir = inputs, ab, samples_dir
+        os.makedirs(samples_dir, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        pred = self.model(self.inputs, training=False)  # (n, S, S, 2)
+        panel = plots.sample_panel(self.inputs["l"], pred, self.ab)  # (n*S, 3S, 3)
+        with self.writer.as_default():
+            tf.summary.image("gray | prediction | truth", panel[None], step=epoch + 1)
+        self.writer.flush()
+        png = tf.io.encode_png(tf.cast(tf.round(panel * 255.0), tf.uint8))
+        safeio.write_bytes(os.path.join(self.samples_dir, f"epoch_{epoch + 1:03d}.png"), png.numpy())
+
+
+def builtin_callbacks(config, chief, n_val):
+    if not chief:
+        return [keras.callbacks.TerminateOnNaN()]  # the losses are all-reduced: every worker stops alike
+    split = "val" if n_val else "train"
+    inputs, ab = next(iter(data.load_dataset(config.records, split, config.sample_images, shuffle=False)))
+    logs = os.path.join(config.run_dir, "logs")
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.TensorBoard(logs, write_graph=False),
+        SamplePanels(inputs, ab, os.path.join(config.run_dir, "samples"), os.path.join(logs, "samples")),
+    ]
+
+
+# -- damaged records ---------------------------------------------------------------------------
+def find_damaged_shard(paths):
+    """The first shard in ``paths`` that TensorFlow cannot read to its end, with the reason."""
+    for path in paths:
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+            return path, error.message.splitlines()[0]
+    return None, None
+
+
+def damaged_records_message(config, error):
+    paths = data.shard_paths(config.records, "train") + data.shard_paths(config.records, "val")
+    shard, reason = find_damaged_shard(paths)
+    if shard is None:
+        return f"{config.records}: a record could not be read ({error.message.splitlines()[0]})"
+    return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
+            f"that built {config.records} plus --resume")
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
+    """Train from the run's backup (or from scratch) to ``config.epochs``; returns the history.
+    Raises ``RuntimeError`` with a message when the loss became NaN or infinite."""
+    steps = config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
+    train_shards = len(data.shard_paths(config.records, "train"))
+    if num_workers(strategy) > 1:
+        log(shard_policy_line(strategy, train_shards))
+    initial_epoch = run.restore(model)
+    if initial_epoch:
+        log(f"Resuming from the backup after epoch {initial_epoch}.")
+    callbacks = keras.callbacks.CallbackList(
+        builtin_callbacks(config, run.chief, n_val) + list(extra_callbacks),
+        add_progbar=run.chief, model=model, verbose=1, epochs=config.epochs, steps=steps,
+    )
+    train_step, eval_step = make_steps(model, strategy)
+    val_ds = None
+    if n_val:
+        val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
+        if config.validation_steps:
+            val_ds = val_ds.take(config.validation_steps)
+        val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))
+
+    callbacks.on_train_begin()
+    logs = {}
+    for epoch in range(initial_epoch, config.epochs):
+        callbacks.on_epoch_begin(epoch)
+        train_ds = data.load_dataset(config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch))
+        iterator = iter(distribute(strategy, train_ds, train_shards))
+        total = 0.0
+        for step in range(steps):
+            callbacks.on_train_batch_begin(step)
+            total += float(train_step(iterator))
+            logs = {"loss": total / (step + 1)}
+            callbacks.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        if model.stop_training and not math.isfinite(logs["loss"]):
+            callbacks.on_train_end(logs)
+            raise FloatingPointError(f"the loss became {logs['loss']} in epoch {epoch + 1}; try a lower --learning-rate")
+        if val_ds is not None:
+            callbacks.on_test_begin()
+            logs["val_loss"] = evaluate(eval_step, val_ds)
+            callbacks.on_test_end({"loss": logs["val_loss"]})
+        run.end_epoch(model, epoch, logs)  # history.csv, best.keras, then the backup: the commit
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
+    return run.history
+
+
+def records_facts(manifest):
+    """What config.json records about the training data."""
+    splits = {name: info.get("examples", 0) for name, info in manifest["splits"].items()}
+    return {"image_size": manifest["image_size"], "embedding": manifest["embedding"], "examples": splits}
+
+
+def warn_random_embedding(manifest, log):
+    if manifest["embedding"].get("weights", {}).get("source") == "random":
+        bar = "!" * 78
+        log(
+            f"{bar}\n!! WARNING: these records were built with RANDOM Inception-ResNet-v2 weights.\n"
+            "!! The embedding carries no ImageNet semantics: the model can learn only from\n"
+            "!! luminance. Rebuild the records with ImageNet weights for real results.\n"
+            f"{bar}",
+            file=sys.stderr,
+        )
