@@ -1,0 +1,196 @@
+"""``python -m tfrecords_builder`` against hostile paths and collisions (issue 12): each case ends
+with one line and a distinct exit status, never a traceback, and every file that existed before
+is unchanged (checksums). Inception is replaced by a tiny model, so each case takes a moment.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_photo
+from koalarization import discovery, embedding, records, safeio
+from tfrecords_builder.__main__ import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def tiny_inception(monkeypatch):
+    def fake_build_inception(weights):
+        return keras.Sequential([keras.Input((299, 299, 3)), keras.layers.AveragePooling2D(150), keras.layers.Flatten()])
+
+    monkeypatch.setattr(embedding, "build_inception", fake_build_inception)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray((synthetic_photo(rng, 12, 16) * 255).round().astype(np.uint8)).save(folder / f"p{i}.png")
+    return str(folder)
+
+
+def checksums(root):
+    """{relative path: sha256} of every file under ``root``."""
+    sums = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                sums[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return sums
+
+
+def run(argv, capsys):
+    """(exit status, stderr lines that are not empty)."""
+    status = main(["--inception-weights", "random", "--image-size", "16", "--shard-size", "2", *argv])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert not any("Traceback" in line for line in err), err
+    return status, err
+
+
+def test_out_that_is_a_file_or_under_a_file(photos, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me\n")
+    before = checksums(tmp_path)
+    for out in (target, target / "records"):
+        status, err = run(["--out", str(out), "--images", photos], capsys)
+        assert status == safeio.EXIT_OUTPUT and len(err) == 1 and str(target) in err[0], err
+    assert checksums(tmp_path) == before
+
+
+def _built(photos, tmp_path, capsys, *extra):
+    out = tmp_path / "records"
+    status, err = run(["--out", str(out), "--images", photos, *extra], capsys)
+    assert status == 0, err
+    return out
+
+
+@pytest.fixture
+def other_process():
+    """A live process that is not this one (the 'first builder')."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _lock(out, pid, name=".lock"):
+    owner = {"pid": pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00", "command": "python -m tfrecords_builder"}
+    (out / name).write_text(json.dumps(owner))
+
+
+def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(photos, tmp_path, capsys, other_process):
+    out = _built(photos, tmp_path, capsys)
+    _lock(out, other_process.pid)
+    before = checksums(out)
+    status, err = run(["--out", str(out), "--images", photos], capsys)
+    assert status == safeio.EXIT_LOCKED and len(err) == 1, err
+    assert f"pid {other_process.pid}" in err[0] and "tfrecords_builder" in err[0]
+    assert checksums(out) == before
+
+    other_process.kill()
+    other_process.wait()
+    status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
+    assert status == 0, err
+    assert not (out / ".lock").exists()  # taken over, then released
+    assert records.read_manifest(str(out))["splits"]["train"]["examples"] + records.read_manifest(str(out))["splits"]["val"]["examples"] == 6
+
+
+def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, other_process):
+    out = tmp_path / "records"
+    out.mkdir()
+    _lock(out, other_process.pid, ".lock-w00")  # worker 0 is running elsewhere
+    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "1"], capsys)
+    assert status == 0, err
+    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "0"], capsys)
+    assert status == safeio.EXIT_LOCKED and len(err) == 1 and str(other_process.pid) in err[0]
+
+
+def test_damaged_build_state_with_resume_is_one_line(photos, tmp_path, capsys):
+    out = _built(photos, tmp_path, capsys)
+    state = out / "build-state.json"
+    state.write_text(state.read_text()[:40])  # cut short, as a full disk or a kill would
+    before = checksums(out)
+    status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
+    assert status == 1 and len(err) == 1, err
+    assert str(state) in err[0] and "damaged build state" in err[0] and "leave out --resume" in err[0]
+    assert checksums(out) == before
+
+
+def test_leftover_temporaries_are_cleaned_at_the_next_run(photos, tmp_path, capsys):
+    out = _built(photos, tmp_path, capsys)
+    host = socket.gethostname()
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    leftovers = [
+        f".train-00000.tfrecord{safeio.TEMP_MARK}{dead}-{host}",
+        f".manifest.json{safeio.TEMP_MARK}{dead}-{host}",
+        f".build-state.json{safeio.TEMP_MARK}{dead}-{host}",
+        "manifest.json.tmp4242",  # names of older versions
+        "build-state.json.tmp4242",
+        "val-00007.tfrecord.tmp4242",
+    ]
+    others = [f".train-w01-00000.tfrecord{safeio.TEMP_MARK}{os.getppid()}-{host}"]  # another worker, alive
+    for name in leftovers + others:
+        (out / name).write_bytes(b"half")
+    status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
+    assert status == 0, err
+    names = set(os.listdir(out))
+    assert not names & set(leftovers) and set(others) <= names
+
+
+def test_unreadable_subfolder_is_reported(photos, tmp_path, capsys, monkeypatch):
+    locked = os.path.join(photos, "locked")
+    os.mkdir(locked)
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(os.path.join(locked, "hidden.png"))
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root reads every folder, so deny one as a user without rights would
+        if os.path.abspath(path) == os.path.abspath(locked):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(discovery.os, "scandir", scandir)
+    out = tmp_path / "records"
+    status, err = run(["--out", str(out), "--images", photos], capsys)
+    assert status == 0
+    warnings = [line for line in err if "building:" not in line]  # the rest is the progress bar
+    assert warnings == [f"warning: {locked}: cannot read the folder (Permission denied); skipped"]
+    manifest = records.read_manifest(str(out))
+    assert manifest["not_searched"] == [{"path": locked, "reason": "cannot read the folder (Permission denied); skipped"}]
+    assert manifest["inputs"] == 6
+
+
+def test_nothing_found_and_missing_input_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for source, words in ((tmp_path / "empty", "no image files found"), (tmp_path / "missing", "no such file")):
+        status, err = run(["--out", str(tmp_path / "r"), "--images", str(source)], capsys)
+        assert status == 1 and len(err) == 1 and words in err[0] and str(source) in err[0], err
+
+
+def test_help_and_usage_errors_answer_before_tensorflow_loads():
+    script = (
+        "import sys\n"
+        "from tfrecords_builder.__main__ import main\n"
+        "for argv in (['--help'], ['--out', 'x', '--shard-size', '0'], ['--bogus']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        print('exit', e.code)\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "False False", result.stdout + result.stderr
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0", "exit 2", "exit 2"]
+    assert "usage:" in result.stderr and "Traceback" not in result.stderr
