@@ -32,7 +32,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 class Discovery:
     """What :func:`discover_images` found. ``paths[i]`` is a path to open, ``keys[i]`` its key,
     ``sizes[i]`` its size in bytes; ``problems``: ``(path, reason)`` for what was refused or
-    unreadable; ``same_file``: ``(path, path kept)`` for a real file reached twice; ``others``:
+    unreadable; ``same_file``: ``(key, path kept)`` for a real file reached twice; ``others``:
     files passed over for their extension."""
 
     inputs: list
@@ -116,7 +116,7 @@ class _Walker:
     def add_file(self, path, key, st):
         ident = _identity(st)
         if ident in self.files:
-            self.found.same_file.append((path, self.files[ident]))
+            self.found.same_file.append((key, self.files[ident]))
             return
         self.files[ident] = path
         self.found.paths.append(path)
@@ -138,7 +138,7 @@ class _Walker:
     def _walk(self, folder, relative, key_prefix, keep, depth_left, ancestors):
         try:
             with os.scandir(folder or ".") as entries:
-                entries = sorted(entries, key=lambda e: e.name)
+                entries = sorted(entries, key=lambda e: (e.is_symlink(), e.name))  # a file before a link to it
         except OSError as error:
             self.found.problems.append((folder, f"cannot read the folder ({error.strerror}); skipped"))
             return

@@ -170,6 +170,8 @@ def test_links_loops_and_copies_add_no_examples(photos, tmp_path, capsys):
     kept_of_copy = duplicates.get("copy-of-0.png", duplicates.get("photo0.png"))
     assert kept_of_copy is not None and kept_of_copy[1] == "identical content"
     assert {d["reason"] for d in manifest["duplicates"]} == {"identical content", "same file"}
+    assert duplicates["link-to-4.png"] == ("photo4.png", "same file")  # keys, the same on any machine
+    assert {"hardlink-of-2.png", "photo2.png"} & set(duplicates)
     assert "loop" in capsys.readouterr().err
 
 

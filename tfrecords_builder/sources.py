@@ -147,7 +147,7 @@ def image_files(inputs, limit=None, warn=print):
     key_of_path = dict(zip(found.paths, found.keys))
     duplicates = [{"path": found.keys[i], "same_as": found.keys[j], "reason": "identical content"} for i, j in twins]
     duplicates += [
-        {"path": path, "same_as": key_of_path[kept], "reason": "same file"} for path, kept in found.same_file if kept in key_of_path
+        {"path": key, "same_as": key_of_path[kept], "reason": "same file"} for key, kept in found.same_file if kept in key_of_path
     ]
     problems = [{"path": path, "reason": reason} for path, reason in found.problems]
     return _file_source(
