@@ -1,0 +1,210 @@
+"""Training that survives what users do to it: kill -9 at every file write, a flipped backup,
+Ctrl-C, a second trainer on the same run dir, a damaged config or shard, an export that fails.
+Each kill is real (the process ends with os._exit inside the writer, tests/killpoint.py); then
+the same command runs again and must end with the weights of a run that was never stopped."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import write_synthetic_records
+
+from koalarization import model as _model  # noqa: F401  (registers FusionLayer for load_model)
+from koalarization import safeio
+from koalarization.train import TrainConfig, main, train
+
+KILLPOINT = os.path.join(os.path.dirname(__file__), "killpoint.py")
+KILLED = 9
+
+
+@pytest.fixture(scope="module")
+def records12(tmp_path_factory):
+    """12 train + 4 val synthetic photos at 32x32 in 2 shards per split."""
+    out = str(tmp_path_factory.mktemp("records12"))
+    write_synthetic_records(out, n_train=12, n_val=4, image_size=32, seed=3, learnable=True)
+    return out
+
+
+def flags(records_dir, run_dir, epochs=3):
+    return ["--records", records_dir, "--run-dir", run_dir, "--epochs", str(epochs), "--steps-per-epoch", "1",
+            "--validation-steps", "1", "--batch-size", "4", "--sample-images", "1", "--learning-rate", "0.003"]
+
+
+def run_train(train_flags, kill="none"):
+    """``python -m koalarization.train FLAGS`` (killed at ``kill``, see tests/killpoint.py)."""
+    return subprocess.run([sys.executable, KILLPOINT, kill, "--", *train_flags], capture_output=True, text=True, timeout=600)
+
+
+def weights(path):
+    return keras.models.load_model(path).get_weights()
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def flip(path, offset, size=4096):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        block = f.read(size)
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in block))
+
+
+@pytest.fixture(scope="module")
+def reference_run(records12, tmp_path_factory):
+    """The same training, never stopped."""
+    run_dir = str(tmp_path_factory.mktemp("reference") / "run")
+    done = run_train(flags(records12, run_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+def test_kill_at_every_write_then_the_same_command_finishes_with_the_same_weights(records12, reference_run, tmp_path):
+    run_dir = str(tmp_path / "run")
+    command = flags(records12, run_dir)
+    kills = [
+        "config.json:1:during",  # before anything else exists
+        "best.keras:1:during",  # epoch 1's best checkpoint, before its backup
+        "state.weights.h5.next:2:during",  # epoch 2's backup, half written
+        "state.weights.h5:1:after",  # epoch 2's backup renamed, its checksum not yet written
+        "history.csv:2:during",  # the history of the redone epoch 2
+        "model.keras:1:during",  # the final model, half written, after the last epoch's backup
+    ]
+    for kill in kills:
+        done = run_train(command, kill)
+        assert done.returncode == KILLED, (kill, done.returncode, done.stderr[-3000:])  # the kill point was reached
+    backup = os.path.join(run_dir, "backup", "state.weights.h5")
+    assert safeio.verify(backup) and safeio.verify(backup + ".prev")  # epochs 3 and 2, both good
+
+    flip(backup, offset=os.path.getsize(backup) // 2)  # 4 KB of the newest backup damaged
+    done = run_train(command, "model.keras:1:during")
+    assert done.returncode == KILLED, done.stderr[-3000:]
+    damaged = [line for line in done.stdout.splitlines() if "damaged" in line]
+    assert len(damaged) == 1 and backup in damaged[0], done.stdout[-3000:]  # said in one line...
+    assert "Resuming from the backup after epoch 2." in done.stdout  # ...and the previous generation used
+
+    done = run_train(command)  # the last rerun: finishes the run from the backup of the last epoch
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Resuming from the backup after epoch 3." in done.stdout
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # finished
+    assert not [n for n in os.listdir(run_dir) if safeio.TEMP_MARK in n]  # no leftovers of the killed writers
+
+    for name in ("model.keras", os.path.join("checkpoints", "best.keras")):
+        for got, want in zip(weights(os.path.join(run_dir, name)), weights(os.path.join(reference_run, name))):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=name)
+    rows, want_rows = history(run_dir), history(reference_run)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]  # every epoch's row, once
+    for row, want in zip(rows, want_rows):
+        assert float(row["loss"]) == pytest.approx(float(want["loss"]), rel=1e-5)
+        assert float(row["val_loss"]) == pytest.approx(float(want["val_loss"]), rel=1e-5)
+
+    done = run_train(command)  # and the finished run is not overwritten
+    assert done.returncode == 2 and "holds a finished run" in done.stderr
+
+
+class WorseAfterResume(keras.callbacks.Callback):
+    """Ruins the model after every train step (every ab saturated at +1), so the resumed epoch's
+    val loss is worse than the first epoch's."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        last = self.model.get_layer("decoder_conv5")
+        kernel, bias = last.get_weights()
+        last.set_weights([kernel * 0.0, bias * 0.0 + 10.0])
+
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_best_checkpoint_keeps_the_best_so_far_across_a_resume(records12, tmp_path):
+    config = TrainConfig(records=records12, run_dir=str(tmp_path / "run"), epochs=2, steps_per_epoch=1,
+                         validation_steps=1, batch_size=4, sample_images=1, learning_rate=0.003, export=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[StopAfterFirstEpoch()], log=lambda *a, **k: None)
+    best = os.path.join(config.run_dir, "checkpoints", "best.keras")
+    first_best = weights(best)
+    result = train(config, callbacks=[WorseAfterResume()], log=lambda *a, **k: None)
+    assert result.history["val_loss"][1] > result.history["val_loss"][0]  # the resumed epoch was worse...
+    for got, want in zip(weights(best), first_best):
+        np.testing.assert_array_equal(got, want)  # ...so best.keras is still epoch 1's model
+
+
+def test_ctrl_c_keeps_the_run_and_says_how_to_resume(records12, tmp_path):
+    run_dir = str(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, "-m", "koalarization.train", *flags(records12, run_dir, epochs=1000)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        backup = os.path.join(run_dir, "backup", "state.weights.h5.sha256")
+        for _ in range(6000):  # until the first epoch is backed up (or the process ended)
+            if os.path.exists(backup) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: {run_dir} keeps the backup after epoch ") and "run the same command again" in last
+    assert not os.path.exists(os.path.join(run_dir, ".lock"))  # released
+
+
+def test_second_trainer_on_a_run_dir_gets_one_line_and_a_stale_lock_is_taken_over(records12, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = run_dir / ".lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "started": "now", "command": "python -m koalarization.train"}))
+        assert main(flags(records12, str(run_dir), epochs=1)) == safeio.EXIT_LOCKED
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert f"pid {sleeper.pid}" in err and str(run_dir) in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the owner is gone now: its lock is stale and the next trainer takes it over and trains
+    assert main(flags(records12, str(run_dir), epochs=1) + ["--no-export"]) == 0
+    out = capsys.readouterr().out
+    assert "taking over the lock of a stopped process" in out
+    assert os.path.exists(run_dir / "model.keras") and not lock.exists()
+
+
+def test_unusable_run_dirs_are_one_line_errors(records12, tmp_path, capsys):
+    a_file = tmp_path / "not_a_dir"
+    a_file.write_text("x")
+    assert main(flags(records12, str(a_file))) == safeio.EXIT_OUTPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "is an existing file" in err
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text('{"config": {"records": ')  # a config.json cut short
+    assert main(flags(records12, str(run_dir))) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(run_dir / "config.json") in err and "damaged run config" in err
+
+
+def test_a_corrupted_record_names_its_shard(tmp_path, capsys):
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=8, n_val=2, image_size=32, seed=4)
+    shard = os.path.join(records_dir, "train-00001.tfrecord")
+    flip(shard, offset=os.path.getsize(shard) // 2, size=64)
+    code = main(flags(records_dir, str(tmp_path / "run"), epochs=2) + ["--steps-per-epoch", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {shard}: damaged record") and "--resume" in last
