@@ -244,3 +244,18 @@ def test_records_of_an_older_schema_say_to_rebuild(tmp_path):
         f.write('{"schema_version": 2, "image_si')  # a manifest cut short
     with pytest.raises(ValueError, match=r"manifest.json: damaged records manifest .*rebuild"):
         records.read_manifest(out)
+
+
+def test_files_that_differ_after_their_first_4_kb_are_not_duplicates(tmp_path):
+    from tfrecords_builder import sources
+
+    head = bytes(range(256)) * 16  # 4 KB, the same in every file
+    contents = {"a": head + b"one", "b": head + b"two", "c": head + b"one", "d": b"short", "e": b"short"}
+    for name, content in contents.items():
+        (tmp_path / name).write_bytes(content)
+    keys = sorted(contents)
+    paths = [str(tmp_path / k) for k in keys]
+    chosen, twins = sources.select_distinct(keys, [len(contents[k]) for k in keys], paths)
+    kept = {keys[i] for i in chosen}
+    assert len(kept) == 3 and "b" in kept and len(kept & {"a", "c"}) == 1 and len(kept & {"d", "e"}) == 1
+    assert {(keys[i], keys[j]) for i, j in twins} <= {("a", "c"), ("c", "a"), ("d", "e"), ("e", "d")} and len(twins) == 2
