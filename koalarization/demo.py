@@ -6,12 +6,14 @@
 2. trains the colorizer with the ``smoke`` preset,
 3. exports the SavedModel for TF Serving,
 4. colorizes the bundled photos with the trained model (with comparison panels),
-5. evaluates it against the gray and mean-colour baselines,
+5. evaluates it against the gray and mean-colour baselines (the bundled photos are the training
+   photos: the evaluation says so, photo by photo),
 6. and draws ``OUT/comparison.png``: gray input | colorized | original, one row per photo.
 
 Offline, ImageNet weights for Inception-ResNet-v2 cannot be downloaded: the demo then says so and
 falls back to random Inception weights, which every output records. Run it again and each stage
-resumes or redoes its part; pass ``--fresh`` to start over.
+resumes: records and training resume where they stopped; the export, the colorized photos and the
+evaluation are kept when they are newer than the trained model. Pass ``--fresh`` to start over.
 """
 
 import argparse
@@ -20,10 +22,7 @@ import os
 import shutil
 import sys
 
-import koalarization  # noqa: F401
-from koalarization import colorize, embedding, evaluate, export, images, train
-from tfrecords_builder import BuildConfig, build, sample_photo_paths
-from tfrecords_builder.builder import INCEPTION_MODEL
+import koalarization  # noqa: F401  (TensorFlow is imported after the arguments are parsed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,36 +37,29 @@ def _stage(number, title):
     print(f"\n=== {number}/6 {title}", flush=True)
 
 
-def comparison_picture(sources, colorized_dir, path, columns=("gray input", "colorized", "original")):
+def comparison_picture(sources, colorized_dir, path):
     """One row per photo: gray | colorized | original, written to ``path`` (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from koalarization import colors
+    from koalarization import images, plots
 
     rows = []
     for source in sources:
         out = os.path.join(colorized_dir, os.path.splitext(os.path.basename(source))[0] + ".png")
         if os.path.exists(out):
-            rgb = images.read_image(source)
-            gray = colors.luminance_to_rgb(colors.rgb_to_luminance(rgb)).numpy()
-            rows.append((os.path.basename(source), (gray, images.read_image(out), rgb)))
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
-    for row, (name, pictures) in zip(axes, rows):
-        for axis, picture, title in zip(row, pictures, columns):
-            axis.imshow(np.clip(picture, 0, 1))
-            axis.set_title(f"{name}: {title}" if title == columns[0] else title, fontsize=9)
-            axis.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+            rows.append((os.path.basename(source), images.read_image(source), images.read_image(out)))
+    plots.comparison_grid(rows, path)
     return path
 
 
+def _done(output, model_path):
+    """True when ``output`` exists and is newer than the trained model (a stage to keep on a rerun)."""
+    return os.path.exists(output) and os.path.getmtime(output) >= os.path.getmtime(model_path)
+
+
 def run(config):
+    from koalarization import colorize, embedding, evaluate, export, train
+    from tfrecords_builder import BuildConfig, build, sample_photo_paths
+    from tfrecords_builder.builder import INCEPTION_MODEL
+
     out = os.path.abspath(config.out)
     if config.fresh and os.path.exists(out):
         shutil.rmtree(out)
@@ -97,25 +89,36 @@ def run(config):
         train.train(train.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False))
 
     _stage(3, f"SavedModel for TF Serving -> {export_dir}")
-    export.export_from_path(
-        export.ExportConfig(model=run_dir, out=export_dir, inception_weights=weights, overwrite=True), inception=inception
-    )
+    if _done(os.path.join(export_dir, "saved_model.pb"), model_path):
+        print(f"{export_dir} is newer than the model: kept")
+    else:
+        export.export_from_path(
+            export.ExportConfig(model=run_dir, out=export_dir, inception_weights=weights, overwrite=True), inception=inception
+        )
 
     _stage(4, f"colorizing the bundled photos -> {colorized_dir}")
-    colorize.colorize_files(
+    fresh = not all(
+        _done(os.path.join(colorized_dir, os.path.splitext(os.path.basename(p))[0] + ".png"), model_path) for p in photos
+    )
+    colorize.colorize_files(  # existing outputs newer than the model are kept (said per photo)
         colorize.ColorizeConfig(
-            inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=True,
-            inception_weights=weights,
+            inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=fresh, inception_weights=weights,
         ),
         inception=inception,
     )
 
     _stage(5, f"evaluation against the gray and mean-colour baselines -> {eval_dir}")
-    report = evaluate.evaluate(
-        evaluate.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos), inception_weights=weights),
-        inception=inception,
-    )
-    print(evaluate.markdown_table(report))
+    metrics_path = os.path.join(eval_dir, "metrics.json")
+    if _done(metrics_path, model_path):
+        print(f"{metrics_path} is newer than the model: kept")
+        with open(os.path.join(eval_dir, "metrics.md")) as f:
+            print(f.read())
+    else:
+        report = evaluate.evaluate(
+            evaluate.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos), inception_weights=weights),
+            inception=inception,
+        )
+        print(evaluate.markdown_table(report))
 
     _stage(6, "comparison picture")
     picture = comparison_picture(photos, colorized_dir, os.path.join(out, "comparison.png"))
@@ -123,6 +126,7 @@ def run(config):
         f"\nDone. Look at {picture}, the colorized photos in {colorized_dir}, the training run in {run_dir}, "
         f"the metrics in {eval_dir}/metrics.md and the SavedModel in {export_dir}."
     )
+    print("The evaluated photos are the training photos: the scores measure fit, not generalisation.")
     if weights == "random":
         print("Note: Inception ran with RANDOM weights, so the colours cannot use what the photos show.")
     return out

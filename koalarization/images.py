@@ -8,6 +8,7 @@ names the file and the reason.
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,25 +27,32 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-def _to_rgb_array(image):
-    """A loaded PIL image in any mode -> float32 sRGB (H, W, 3) in [0, 1], alpha over white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float32)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        gray = np.clip(array / peak, 0.0, 1.0)
-        return np.repeat(gray[..., None], 3, axis=-1)
+DEFAULT_MAX_PIXELS = 100_000_000  # colorize --max-pixels and export --max-pixels; 0 = no limit
+
+
+def _to_array(image):
+    """A loaded PIL image in any mode -> numpy (H, W, C), C in 1-4 (gray, gray + alpha, RGB, RGBA):
+    uint8, or uint16 for 16-bit images (scaled by 65535, as TensorFlow's PNG decoder), or float32."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None]
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32) / 255.0, 0.0, 1.0)[..., None]
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-        return rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if image.mode in ("PA", "RGBa", "La") else "RGB")
+    array = np.asarray(image)
+    return array if array.ndim == 3 else array[..., None]
 
 
-def read_image(path):
-    """Decode ``path`` (file path or bytes) to float32 sRGB (H, W, 3) in [0, 1], EXIF rotation applied.
+def read_pixels(path, max_pixels=None):
+    """Decode ``path`` (file path or bytes) to numpy (H, W, C), EXIF orientation applied; see :func:`_to_array`.
 
-    Raises :class:`ImageError` for a missing, empty, truncated or non-image file.
+    The size is checked against ``max_pixels`` from the header, before decoding: 0 is no limit,
+    None is Pillow's own bomb check (about 179 million pixels); any number replaces Pillow's check.
+    Raises :class:`ImageError` for a missing, empty, truncated, too large or non-image file.
     """
     name = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
     if not isinstance(path, (bytes, bytearray)):
@@ -52,21 +60,42 @@ def read_image(path):
             raise ImageError(name, "file not found")
         if os.path.getsize(path) == 0:
             raise ImageError(name, "empty file (0 bytes)")
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = None  # ours is the limit now (this process asked for one)
     try:
         source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path
-        with Image.open(source) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb_array(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it better
+            with Image.open(source) as image:
+                width, height = image.size
+                if max_pixels and width * height > max_pixels:
+                    raise ImageError(
+                        name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)"
+                    )
+                image.load()
+                array = _to_array(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageError(name, "not an image (unknown format)") from None
     except Image.DecompressionBombError as error:
         raise ImageError(name, f"image too large to decode safely ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(name, f"cannot decode: {error}") from None
-    if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ImageError(name, f"unexpected image shape {rgb.shape}")
-    return rgb
+    if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageError(name, f"unexpected image shape {array.shape}")
+    return array
+
+
+def read_image(path, max_pixels=None, as_tensor=False):
+    """Decode ``path`` (file path or bytes) to float32 sRGB (H, W, 3) in [0, 1], EXIF rotation applied
+    (numpy, or a tensor with ``as_tensor``: no second copy of a big photo).
+
+    The one normalisation (gray to RGB, alpha over white, 16 bits) is ``colors.to_float_rgb``, which
+    the SavedModel's decoder uses too. Raises :class:`ImageError` as :func:`read_pixels`.
+    """
+    from koalarization import colors
+
+    rgb = colors.to_float_rgb(read_pixels(path, max_pixels))  # (H, W, 3)
+    return rgb if as_tensor else rgb.numpy()
 
 
 def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None):

@@ -41,7 +41,7 @@ class ModelError(ValueError):
 def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
     """sRGB (H, W, 3) in [0, 1] -> (l (S, S, 1) scaled, Inception input (299, 299, 3)), as in training."""
     l = colors.scale_l(colors.rgb_to_luminance(colors.letterbox(rgb, working_size)))  # (S, S, 1)
-    return l, colors.inception_input(rgb)  # (299, 299, 3) gray in [-1, 1]
+    return l, colors.inception_input(rgb)  # (299, 299, 3) in [-1, 1], the builder's function
 
 
 # The full-resolution part is written for speed and memory: separate float32 planes (no stacking
@@ -164,28 +164,35 @@ def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None
     return tf.stack([_linear_to_uint8(plane) for plane in planes], axis=-1)  # (rows, W, 3)
 
 
-def colorize_batch(rgbs, predict_ab, embed, working_size=colors.IMAGE_SIZE, strips=False):
-    """Colorize a list of sRGB images (each (H_i, W_i, 3), tensors or numpy); returns uint8 sRGB of the same sizes.
+def recombine_in_strips(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, strip_pixels=None):
+    """:func:`recombine` of the whole image, a strip of about ``strip_pixels`` pixels at a time -> uint8 (H, W, 3).
 
-    ``embed``: (B, 299, 299, 3) -> (B, D); ``predict_ab``: (l (B, S, S, 1), embedding (B, D)) -> (B, S, S, 2).
-    ``strips`` (eager only): recombine each image in strips of about ``STRIP_PIXELS`` pixels, so that a
-    huge photo never has all its full-resolution float planes at once.
+    One function for eager code and graphs (a ``tf.while_loop`` that runs one strip at a time), so
+    the full-resolution float planes of only one strip exist at once: peak memory per pixel is the
+    input's float32 (12 bytes) plus the uint8 output (3 bytes), whatever the photo's size.
     """
-    pairs = [network_inputs(rgb, working_size) for rgb in rgbs]
-    l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
-    embedding = embed(tf.stack([p[1] for p in pairs]))  # (B, D)
-    del pairs
-    ab = predict_ab(l, embedding)  # (B, S, S, 2)
-    outputs = []
-    for i, rgb in enumerate(rgbs):
-        if not strips:
-            outputs.append(recombine(ab[i], rgb, working_size))  # (H, W, 3)
-            continue
-        height, width = int(rgb.shape[0]), int(rgb.shape[1])
-        step = max(1, STRIP_PIXELS // width)
-        parts = [recombine(ab[i], rgb, working_size, start, min(start + step, height)) for start in range(0, height, step)]
-        outputs.append(tf.concat(parts, axis=0))  # (H, W, 3)
-    return outputs
+    shape = tf.shape(rgb)
+    height, width = shape[0], shape[1]
+    step = tf.maximum(1, (strip_pixels or STRIP_PIXELS) // tf.maximum(width, 1))  # rows per strip
+    count = (height + step - 1) // step
+    parts = tf.TensorArray(tf.uint8, size=count, infer_shape=False, element_shape=tf.TensorShape([None, None, 3]))
+
+    def body(i, parts):
+        start = i * step
+        return i + 1, parts.write(i, recombine(ab_scaled, rgb, working_size, start, tf.minimum(start + step, height)))
+
+    _, parts = tf.while_loop(lambda i, _: i < count, body, [0, parts], parallel_iterations=1)
+    return tf.ensure_shape(parts.concat(), [None, None, 3])  # (H, W, 3)
+
+
+def check_lab_shape(l):
+    """An op raising ``InvalidArgumentError`` (one line, in graphs too) unless ``l`` is (B, H, W, 1) with H, W multiples of 8."""
+    shape = tf.shape(l)
+    message = tf.strings.join(
+        ["colorize_lab: l is ", tf.strings.reduce_join(tf.strings.as_string(shape), separator="x"),
+         "; H and W must be multiples of 8 (the encoder downsamples by 8)"]
+    )  # fmt: skip
+    return tf.debugging.Assert(tf.equal(shape[1] % 8 + shape[2] % 8, 0), [message])
 
 
 def to_uint8(rgb):
@@ -199,110 +206,3 @@ def check_working_size(size):
     return size
 
 
-# -- finding and loading a model -----------------------------------------------------------------
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _find_in_config(config, pick):
-    """The first non-None ``pick(dict)`` over the dicts nested anywhere in ``config`` (depth first)."""
-    if isinstance(config, dict):
-        found = pick(config)
-        if found is not None:
-            return found
-        values = config.values()
-    elif isinstance(config, list):
-        values = config
-    else:
-        return None
-    for value in values:
-        found = _find_in_config(value, pick)
-        if found is not None:
-            return found
-    return None
-
-
-def find_embedding_facts(config):
-    """The ``{"model", "weights": {...}, "dim", ...}`` record of the embedding used in training, or None.
-
-    Looks for an ``"embedding"`` dict with a ``"weights"`` entry anywhere in the run's config (train
-    copies the records manifest's facts into it).
-    """
-    def pick(d):
-        candidate = d.get("embedding")
-        return candidate if isinstance(candidate, dict) and "weights" in candidate else None
-
-    return _find_in_config(config, pick)
-
-
-def training_image_size(config):
-    """The image size the colorizer was trained at (an ``"image_size"`` int anywhere in the config), or None."""
-    return _find_in_config(config, lambda d: d["image_size"] if isinstance(d.get("image_size"), int) else None)
-
-
-def weights_from_facts(facts):
-    """A manifest's ``weights`` record -> what ``embedding.build_inception`` takes, or None."""
-    weights = (facts or {}).get("weights") or {}
-    source = weights.get("source")
-    if source in ("imagenet", "random"):
-        return source
-    if source == "file":
-        return weights.get("path")
-    return None
-
-
-def is_saved_model(path):
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
-
-
-def resolve_model(path):
-    """``--model`` -> ``(kind, model_path, config)``: kind "keras" or "saved_model"; config a dict or None.
-
-    A run dir is a folder holding ``model.keras`` (and ``config.json``); a SavedModel folder holds
-    ``saved_model.pb`` (and ``export.json``).
-    """
-    if not os.path.exists(path):
-        raise ModelError(f"{path}: model not found")
-    if is_saved_model(path):
-        info = os.path.join(path, EXPORT_INFO_NAME)
-        return "saved_model", path, read_json(info) if os.path.isfile(info) else None
-    if os.path.isdir(path):
-        model_path = os.path.join(path, RUN_MODEL_NAME)
-        if not os.path.isfile(model_path):
-            raise ModelError(f"{path}: neither a run dir (no {RUN_MODEL_NAME}) nor a SavedModel (no saved_model.pb)")
-    elif path.endswith(".keras"):
-        model_path = path
-    else:
-        raise ModelError(f"{path}: expected a run dir, a .keras file or a SavedModel dir")
-    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), RUN_CONFIG_NAME)
-    return "keras", model_path, read_json(config_path) if os.path.isfile(config_path) else None
-
-
-def load_colorizer(model_path):
-    """Load a ``.keras`` colorizer (our ``FusionLayer`` registered by importing ``koalarization.model``)."""
-    import keras
-
-    from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
-
-    try:
-        return keras.saving.load_model(model_path, compile=False)
-    except Exception as error:  # keras raises ValueError, OSError, zipfile errors... for a bad file
-        raise ModelError(f"{model_path}: cannot load the colorizer: {error}") from None
-
-
-def embedding_dim_of(colorizer):
-    """The embedding size a Keras colorizer expects."""
-    inputs = colorizer.input if isinstance(colorizer.input, dict) else dict(zip(colorizer.input_names, colorizer.inputs))
-    return int(inputs["embedding"].shape[-1])
-
-
-def check_embedding_dim(colorizer_dim, embedder_dim, facts=None, model_path="the colorizer"):
-    """Raise a clear :class:`ModelError` when the colorizer was trained on another embedding."""
-    if colorizer_dim == embedder_dim:
-        return
-    trained_on = f" (it was trained on '{facts.get('model')}' embeddings)" if facts and facts.get("model") else ""
-    raise ModelError(
-        f"{model_path}: the colorizer expects {colorizer_dim}-d embeddings{trained_on}, but the embedder "
-        f"gives {embedder_dim}-d; it can only colorize with the embedding model it was trained on"
-    )

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from skimage import color
 
-from koalarization import colorize, embedding, export, images, model
+from koalarization import colorize, embedding, export, images, model, plots
 from conftest import synthetic_photo
 
 DIM = 16
@@ -127,11 +127,11 @@ def test_huge_panorama_keeps_its_size(run_dir, embedder, tmp_path):
 def test_compare_panel_shows_gray_colorized_and_original(photos, run_dir, embedder, tmp_path):
     sources = [f"{photos}/colour.jpg", f"{photos}/gray.png", f"{photos}/one.png"]
     run(sources, tmp_path, run_dir, embedder, working_size=32, compare=True)
-    gap = colorize.PANEL_GAP
+    gap = plots.PANEL_GAP
     for name, tiles in (("colour", 3), ("gray", 2), ("one", 3)):
         original = images.read_image(f"{photos}/{name}" + (".jpg" if name == "colour" else ".png"))
         panel = np.asarray(Image.open(tmp_path / f"{name}_compare.png"))
-        height = int(np.clip(original.shape[0], colorize.PANEL_MIN_HEIGHT, colorize.PANEL_MAX_HEIGHT))
+        height = int(np.clip(original.shape[0], plots.PANEL_MIN_HEIGHT, plots.PANEL_MAX_HEIGHT))
         width = round(original.shape[1] * height / original.shape[0])
         assert panel.shape == (height, tiles * width + (tiles - 1) * gap, 3), name
         first = panel[:, :width].astype(int)
@@ -243,8 +243,10 @@ def test_command_line_errors(run_dir, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert colorize.main(["x.png", "-o", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     assert "nope: model not found" in capsys.readouterr().err
-    assert colorize.main(["x.png", "-o", str(tmp_path), "--model", run_dir, "--working-size", "30"]) == 2
-    assert "working size 30: must be a multiple of 8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        colorize.main(["x.png", "-o", str(tmp_path), "--model", run_dir, "--working-size", "30"])
+    assert exit_info.value.code == 2
+    assert "--working-size 30: must be a positive multiple of 8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         colorize.main(["--help"])
     assert "--inception-weights" in capsys.readouterr().out

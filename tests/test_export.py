@@ -17,7 +17,7 @@ from PIL import Image
 from skimage import color
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
-from koalarization import embedding, export, images, inference
+from koalarization import colorizer, embedding, export, images
 
 PYTHON = sys.executable
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -43,7 +43,7 @@ try:
     serve(image_bytes=tf.constant([b"this is not an image"]))
     not_an_image = "no error"
 except tf.errors.InvalidArgumentError as error:
-    not_an_image = "InvalidArgumentError: " + str(error).splitlines()[-1]
+    not_an_image = "InvalidArgumentError: " + next(line for line in str(error).splitlines() if "assertion failed" in line)
 ab = model.signatures["colorize_lab"](l=tf.zeros([2, 32, 48, 1]), embedding=tf.zeros([2, 1000]))["ab"]
 emb = model.signatures["embed"](inception_input=tf.zeros([1, 299, 299, 3]))["embedding"]
 print(json.dumps({
@@ -135,7 +135,8 @@ def test_rest_payload_gives_pngs_of_the_input_sizes_with_their_luminance(served,
 
 def test_bytes_that_are_not_an_image_raise_invalid_argument(served):
     assert served["not_an_image"].startswith("InvalidArgumentError")
-    assert "image" in served["not_an_image"].lower()
+    assert "image_bytes[0]: not an image this server decodes" in served["not_an_image"]  # names the element
+    assert "got unknown" in served["not_an_image"]
 
 
 def test_second_signature_takes_l_and_embedding(served):
@@ -154,7 +155,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
 
 
 def test_export_records_config_and_inception_weights(exported):
-    info = json.load(open(os.path.join(exported, inference.EXPORT_INFO_NAME)))
+    info = json.load(open(os.path.join(exported, colorizer.EXPORT_INFO_NAME)))
     assert info["inception"]["weights"] == embedding.describe_weights("random")
     assert info["inception"]["dim"] == 1000 and info["working_size"] == 224
     assert info["config"] == TRAINING_CONFIG
@@ -162,7 +163,7 @@ def test_export_records_config_and_inception_weights(exported):
 
 
 def test_colorizer_for_other_embeddings_is_refused(inception, tmp_path):
-    with pytest.raises(inference.ModelError, match="expects 16-d embeddings.*gives 1000-d"):
+    with pytest.raises(colorizer.ModelError, match="expects 16-d embeddings.*gives 1000-d"):
         export.export_saved_model(tinted_colorizer(16), tmp_path / "1", "random", inception=inception)
     assert not os.path.exists(tmp_path / "1")
 
@@ -175,12 +176,13 @@ def test_cli_exports_a_run_dir_into_a_version_folder(tmp_path, monkeypatch, caps
         return stand_in_embedder(16)
 
     monkeypatch.setattr(embedding, "build_inception", fake_build_inception)
+    monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)  # the stand-in's size
     run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))  # its config says: random Inception weights
     out = tmp_path / "models" / "koalarization" / "1"
     assert export.main(["--model", run_dir, "--out", str(out)]) == 0
     assert requested == ["random"]
     assert os.listdir(out.parent) == ["1"]  # the staging folder is gone
-    info = json.load(open(out / inference.EXPORT_INFO_NAME))
+    info = json.load(open(out / colorizer.EXPORT_INFO_NAME))
     assert info["inception"]["weights"]["source"] == "random" and info["working_size"] == 64  # training size
     assert info["config"]["records"]["embedding"]["dim"] == 16
 

@@ -1,0 +1,264 @@
+"""A colorizer you can run: the network, the Inception embedder and the method, loaded one way.
+
+    from koalarization.colorizer import Colorizer
+    colorizer = Colorizer.load("runs/smoke")       # a run dir, a .keras file or a SavedModel
+    [colorized] = colorizer.colorize([rgb])        # sRGB (H, W, 3) in [0, 1] -> uint8 (H, W, 3), same size
+
+``colorize``, ``evaluate``, ``export``, ``demo`` and the notebooks all go through this object, so
+every door gets the same pixels: the steps are the functions of :mod:`koalarization.inference`
+(luminance, letterbox, Inception input, un-letterbox, upsampling, recombination) and of
+:mod:`koalarization.decode` (bytes -> sRGB in the graph), and the exported SavedModel's
+``serving_default`` is traced from :meth:`Colorizer.colorize_encoded`, not written beside it.
+
+Both networks run through ``tf.function``\\ s with a fixed input signature (``(None, S, S, 1)``,
+``(None, D)``, ``(None, 299, 299, 3)``), traced once: the one place where compiled inference or
+another precision would go.
+"""
+
+import os
+
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+import tensorflow as tf
+
+from koalarization import colors, decode, inference, safeio
+
+RUN_MODEL_NAME = "model.keras"
+RUN_CONFIG_NAME = "config.json"
+EXPORT_INFO_NAME = "export.json"
+BATCH_PIXELS = 1 << 24  # colorize holds at most about this many input pixels at once (16 MP), or one bigger photo
+
+
+class ModelError(ValueError):
+    """A ``--model`` that cannot be used; ``str()`` names the path and the problem."""
+
+
+# -- the known config schemas ----------------------------------------------------------------------
+# A run dir's config.json (written by train): {"config": {...}, "records": {"image_size", "embedding": {...}}, ...}
+# A SavedModel's export.json (written by export): {"working_size", "inception": {...}, "config": <the run's config.json>}
+def embedding_facts(run_config):
+    """The ``{"model", "weights": {...}, "dim", ...}`` record of the embedding a run was trained on, or None."""
+    facts = ((run_config or {}).get("records") or {}).get("embedding")
+    return facts if isinstance(facts, dict) else None
+
+
+def training_image_size(run_config):
+    """The image size a run was trained at, or None."""
+    size = ((run_config or {}).get("records") or {}).get("image_size")
+    return size if isinstance(size, int) else None
+
+
+def weights_from_facts(facts):
+    """An embedding record's ``weights`` -> what ``embedding.build_inception`` takes, or None."""
+    weights = (facts or {}).get("weights") or {}
+    source = weights.get("source")
+    if source in ("imagenet", "random"):
+        return source
+    if source == "file":
+        return weights.get("path")
+    return None
+
+
+def is_saved_model(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def resolve_model(path):
+    """``--model`` -> ``(kind, model_path, config)``: kind "keras" or "saved_model"; config the run's
+    ``config.json`` (keras) or the ``export.json`` (saved_model) as a dict, or None.
+
+    Cheap (no TensorFlow work): commands call it before building anything.
+    """
+    if not os.path.exists(path):
+        raise ModelError(f"{path}: model not found")
+    if is_saved_model(path):
+        info = os.path.join(path, EXPORT_INFO_NAME)
+        return "saved_model", path, _read_config(info)
+    if os.path.isdir(path):
+        model_path = os.path.join(path, RUN_MODEL_NAME)
+        if not os.path.isfile(model_path):
+            raise ModelError(f"{path}: neither a run dir (no {RUN_MODEL_NAME}) nor a SavedModel (no saved_model.pb)")
+    elif path.endswith(".keras"):
+        model_path = path
+    else:
+        raise ModelError(f"{path}: expected a run dir, a .keras file or a SavedModel dir")
+    return "keras", model_path, _read_config(os.path.join(os.path.dirname(os.path.abspath(model_path)), RUN_CONFIG_NAME))
+
+
+def _read_config(path):
+    if not os.path.isfile(path):
+        return None
+    try:
+        return safeio.read_json(path, "model config")
+    except safeio.DamagedFileError as error:
+        raise ModelError(str(error)) from None
+
+
+def check_embedding_dim(colorizer_dim, embedder_dim, facts=None, model_path="the colorizer"):
+    """Raise a clear :class:`ModelError` when the colorizer was trained on another embedding."""
+    if colorizer_dim == embedder_dim:
+        return
+    trained_on = f" (it was trained on '{facts.get('model')}' embeddings)" if facts and facts.get("model") else ""
+    raise ModelError(
+        f"{model_path}: the colorizer expects {colorizer_dim}-d embeddings{trained_on}, but the embedder "
+        f"gives {embedder_dim}-d; it can only colorize with the embedding model it was trained on"
+    )
+
+
+def load_keras_network(model_path):
+    """Load a ``.keras`` colorizer in Keras' safe mode (a Lambda layer is refused: a file cannot run code)."""
+    import keras
+
+    from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
+
+    try:
+        return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as error:  # keras raises ValueError, OSError, zipfile errors... for a bad file
+        raise ModelError(f"{model_path}: cannot load the colorizer: {str(error).splitlines()[0] if str(error) else error}") from None
+
+
+def embedding_dim_of(network):
+    """The embedding size a Keras colorizer network expects."""
+    inputs = network.input if isinstance(network.input, dict) else dict(zip(network.input_names, network.inputs))
+    return int(inputs["embedding"].shape[-1])
+
+
+# -- the object ----------------------------------------------------------------------------------
+class Colorizer:
+    """The colorization network, its embedder and the method; see the module docstring.
+
+    ``predict_ab``: (l (B, S, S, 1) scaled, embedding (B, D)) -> ab (B, S, S, 2) scaled;
+    ``embed``: Inception input (B, 299, 299, 3) -> (B, D). ``networks``: the Keras
+    ``(colorizer, inception)`` pair when loaded from Keras (what :mod:`koalarization.export` saves).
+    """
+
+    def __init__(self, predict_ab, embed, working_size, embedding_dim, source="", config=None, networks=None):
+        self.working_size = inference.check_working_size(int(working_size))
+        self.embedding_dim = int(embedding_dim)
+        self.predict_ab, self.embed = predict_ab, embed
+        self.source, self.config, self.networks = source, config, networks
+
+    # -- loading -------------------------------------------------------------------------------------
+    @classmethod
+    def from_keras(cls, network, inception, working_size=colors.IMAGE_SIZE, source="", config=None):
+        """From a Keras colorizer network and a Keras embedder, each run by a ``tf.function`` traced once."""
+        size, dim = int(working_size), embedding_dim_of(network)
+        check_embedding_dim(dim, int(inception.outputs[0].shape[-1]), embedding_facts(config), source or "the colorizer")
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, dim], tf.float32)],
+            autograph=False,
+        )
+        def predict_ab(l, embedding):
+            return network({"l": l, "embedding": embedding}, training=False)  # (B, S, S, 2)
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)],
+            autograph=False,
+        )
+        def embed(gray):
+            return inception(gray, training=False)  # (B, D)
+
+        return cls(predict_ab, embed, size, dim, source, config, networks=(network, inception))
+
+    @classmethod
+    def load(cls, path, inception=None, inception_weights=None, working_size=None, log=print):
+        """A run dir, a ``.keras`` file or a SavedModel -> a :class:`Colorizer`.
+
+        ``inception``: an already built Keras embedder (default: Inception-ResNet-v2 with the weights
+        the run's config records, or ``inception_weights``). ``working_size``: default the training
+        image size (or the export's), else 224.
+        """
+        if working_size is not None:
+            inference.check_working_size(working_size)
+        kind, model_path, config = resolve_model(path)
+        if kind == "saved_model":
+            return cls._from_saved_model(model_path, config or {}, inception_weights, working_size)
+        from koalarization import embedding
+
+        network = load_keras_network(model_path)
+        facts = embedding_facts(config)
+        if inception is None:
+            check_embedding_dim(embedding_dim_of(network), embedding.EMBEDDING_DIM, facts, model_path)
+            weights = inception_weights or weights_from_facts(facts) or "imagenet"
+            log(f"building Inception-ResNet-v2 with '{weights}' weights")
+            inception = embedding.build_inception(weights)
+        size = working_size or training_image_size(config) or colors.IMAGE_SIZE
+        return cls.from_keras(network, inception, size, model_path, config)
+
+    @classmethod
+    def _from_saved_model(cls, path, info, inception_weights=None, working_size=None):
+        if inception_weights:
+            raise ModelError(f"{path}: a SavedModel carries its own Inception weights; drop --inception-weights")
+        loaded = tf.saved_model.load(path)
+        missing = {"colorize_lab", "embed"} - set(loaded.signatures)
+        if missing:
+            raise ModelError(f"{path}: SavedModel lacks the signature(s) {sorted(missing)}; re-export it")
+        lab, embed = loaded.signatures["colorize_lab"], loaded.signatures["embed"]
+        dim = int(lab.structured_input_signature[1]["embedding"].shape[-1])
+        colorizer = cls(
+            lambda l, e: lab(l=l, embedding=e)["ab"],
+            lambda gray: embed(inception_input=gray)["embedding"],
+            working_size or info.get("working_size") or colors.IMAGE_SIZE,
+            dim,
+            path,
+            info.get("config"),
+        )
+        colorizer.saved_model = loaded  # keeps the functions' variables alive
+        return colorizer
+
+    # -- the method ----------------------------------------------------------------------------------
+    def predict(self, rgbs):
+        """sRGB images (each (H_i, W_i, 3) in [0, 1]) -> predicted ab (B, S, S, 2), scaled as in training."""
+        pairs = [inference.network_inputs(rgb, self.working_size) for rgb in rgbs]
+        l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
+        embedding = self.embed(tf.stack([p[1] for p in pairs]))  # (B, D)
+        return self.predict_ab(l, embedding)  # (B, S, S, 2)
+
+    def recombine(self, ab_scaled, rgb):
+        """One image's predicted ab (S, S, 2) + its sRGB (H, W, 3) -> the colorized uint8 (H, W, 3), in strips."""
+        return inference.recombine_in_strips(ab_scaled, rgb, self.working_size)
+
+    def colorize(self, rgbs):
+        """sRGB images (each (H_i, W_i, 3) in [0, 1], tensors or numpy) -> uint8 sRGB tensors of the same sizes."""
+        rgbs = [tf.convert_to_tensor(rgb, tf.float32) for rgb in rgbs]
+        ab = self.predict(rgbs)  # (B, S, S, 2)
+        return [self.recombine(ab[i], rgb) for i, rgb in enumerate(rgbs)]
+
+    def colorize_encoded(self, image_bytes, max_pixels=0, name="image"):
+        """Encoded image (scalar string) -> colorized PNG (scalar string) of the same size: the served method."""
+        rgb = decode.decode(image_bytes, max_pixels, name)  # (H, W, 3)
+        colorized = self.colorize([rgb])[0]  # (H, W, 3) uint8
+        return tf.io.encode_png(colorized, compression=PNG_COMPRESSION)
+
+    # -- batches of files ------------------------------------------------------------------------------
+    def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS):
+        """``(key, rgb)`` pairs -> ``(key, rgb, colorized uint8 numpy or the exception)``, in batches
+        bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone)."""
+        batch, pixels = [], 0
+        for key, rgb in items:
+            size = int(rgb.shape[0]) * int(rgb.shape[1])
+            if batch and (len(batch) >= batch_size or pixels + size > batch_pixels):
+                yield from self._run_batch(batch)
+                batch, pixels = [], 0
+            batch.append((key, rgb))
+            pixels += size
+        if batch:
+            yield from self._run_batch(batch)
+
+    def _run_batch(self, batch):
+        try:
+            outputs = self.colorize([rgb for _, rgb in batch])
+        except (tf.errors.OpError, MemoryError) as error:  # e.g. out of memory on a huge image
+            if len(batch) > 1:  # find which one: each alone
+                for item in batch:
+                    yield from self._run_batch([item])
+                return
+            yield batch[0][0], batch[0][1], error
+            return
+        for (key, rgb), colorized in zip(batch, outputs):
+            yield key, rgb, colorized.numpy()
+
+
+PNG_COMPRESSION = 1  # zlib level: lossless like any level, ~10x faster to write than the default 6, ~15% bigger

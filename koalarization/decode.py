@@ -1,0 +1,201 @@
+"""Encoded image bytes -> sRGB, in TensorFlow ops only: the SavedModel's decoder.
+
+The command line decodes files with Pillow (:mod:`koalarization.images`), which reads more
+formats; this module makes the served graph see the same pixels for the formats it takes:
+
+- the format and the pixel size are read from the header **before** decoding (PNG IHDR, GIF
+  screen, BMP and WebP headers, ``tf.image.extract_jpeg_shape``), so a decompression bomb is one
+  ``InvalidArgumentError`` that names the element, not gigabytes of allocation;
+- a JPEG's EXIF orientation (APP1 ``Exif`` segment, tag 0x0112) is parsed in the graph and applied
+  with ``rot90``/flips, as Pillow's ``ImageOps.exif_transpose`` does for ``colorize``;
+- a 16-bit PNG is read at 16 bits and scaled by 65535, as :func:`koalarization.images.read_pixels`;
+- gray, gray + alpha and RGBA become sRGB by the one shared function, ``colors.to_float_rgb``.
+
+Formats: JPEG, PNG, GIF (first frame), BMP and WebP; anything else (TIFF, ...) is refused with
+the format named.
+"""
+
+from koalarization import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+import tensorflow as tf
+
+from koalarization import colors
+
+FORMATS = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")
+DECODED = (1, 2, 3, 4, 5)  # indices of FORMATS the graph decodes
+HEADER_BYTES = 32
+EXIF_SEARCH_BYTES = 1 << 17  # the APP1 segment is among the first segments; 128 KB is plenty
+EXIF_MAX_ENTRIES = 64  # IFD0 entries looked at for the orientation tag
+ORIENTATION_TAG = 0x0112
+
+
+def _bytes_of(data, length):
+    """The first ``length`` bytes of the scalar string ``data`` as int64 (length,), zero padded."""
+    head = tf.strings.substr(data, 0, length)
+    head = tf.strings.join([head, tf.constant(b"\0" * length)])
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(head, 0, length), tf.uint8), tf.int64)  # (length,)
+
+
+def _at(values, index):
+    return tf.gather(values, tf.clip_by_value(tf.cast(index, tf.int64), 0, tf.size(values, tf.int64) - 1))
+
+
+def _uint(values, index, size, little):
+    """Unsigned integer of ``size`` bytes at ``index``, little or big endian (``little``: bool tensor)."""
+    parts = [_at(values, tf.cast(index, tf.int64) + k) for k in range(size)]
+    little_value = sum(part * (256**k) for k, part in enumerate(parts))
+    big_value = sum(part * (256**k) for k, part in enumerate(reversed(parts)))
+    return tf.where(little, little_value, big_value)
+
+
+def sniff(data):
+    """Scalar string -> ``(format index into FORMATS, height, width)`` (int32, int64, int64) from the header.
+
+    JPEG sizes come from ``tf.image.extract_jpeg_shape`` (which reads the header only); the others
+    from fixed header fields. Nothing is decoded.
+    """
+    head = _bytes_of(data, HEADER_BYTES)  # (32,)
+    little, big = tf.constant(True), tf.constant(False)
+
+    def starts(*values, at=0):
+        return tf.reduce_all(tf.equal(head[at : at + len(values)], tf.constant(values, tf.int64)))
+
+    is_webp = starts(*b"RIFF") & starts(*b"WEBP", at=8)
+    fmt = tf.case(
+        [
+            (starts(0xFF, 0xD8, 0xFF), lambda: tf.constant(1)),
+            (starts(*b"\x89PNG\r\n\x1a\n"), lambda: tf.constant(2)),
+            (starts(*b"GIF8"), lambda: tf.constant(3)),
+            (starts(*b"BM"), lambda: tf.constant(4)),
+            (is_webp, lambda: tf.constant(5)),
+            (starts(*b"II*\0") | starts(*b"MM\0*"), lambda: tf.constant(6)),
+        ],
+        default=lambda: tf.constant(0),
+    )
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0], shape[1]
+
+    def webp():
+        chunk = head[12:16]
+        vp8l = tf.reduce_all(tf.equal(chunk, tf.constant(list(b"VP8L"), tf.int64)))
+        vp8x = tf.reduce_all(tf.equal(chunk, tf.constant(list(b"VP8X"), tf.int64)))
+        b = [head[21 + k] for k in range(4)]
+        lossless = (1 + (b[1] // 64 + b[2] * 4 + (b[3] % 16) * 1024), 1 + b[0] + (b[1] % 64) * 256)
+        extended = (1 + _uint(head, 27, 3, little), 1 + _uint(head, 24, 3, little))
+        lossy = (_uint(head, 28, 2, little) % 16384, _uint(head, 26, 2, little) % 16384)
+        return tuple(tf.where(vp8x, e, tf.where(vp8l, l, y)) for e, l, y in zip(extended, lossless, lossy))
+
+    def signed32(value):
+        return tf.where(value >= 2**31, value - 2**32, value)
+
+    zero = tf.constant(0, tf.int64)
+    height, width = tf.switch_case(
+        fmt,
+        [
+            lambda: (zero, zero),
+            jpeg,
+            lambda: (_uint(head, 20, 4, big), _uint(head, 16, 4, big)),
+            lambda: (_uint(head, 8, 2, little), _uint(head, 6, 2, little)),
+            lambda: (tf.abs(signed32(_uint(head, 22, 4, little))), tf.abs(signed32(_uint(head, 18, 4, little)))),
+            webp,
+            lambda: (zero, zero),
+        ],
+    )
+    return fmt, height, width
+
+
+def exif_orientation(data):
+    """Scalar string (a JPEG) -> its EXIF orientation 1..8 (int32; 1 when there is none), read in the graph."""
+    values = _bytes_of(data, EXIF_SEARCH_BYTES)  # (N,)
+
+    def u16(index):
+        return _at(values, index) * 256 + _at(values, index + 1)
+
+    def not_app1(position):  # walk the segments: FF xx LEN(2) ... until APP1 (E1), SOS (DA) or garbage
+        marker = _at(values, position + 1)
+        return (
+            (position + 4 < EXIF_SEARCH_BYTES)
+            & tf.equal(_at(values, position), 0xFF)
+            & tf.not_equal(marker, 0xE1)
+            & tf.not_equal(marker, 0xDA)
+        )
+
+    position = tf.while_loop(not_app1, lambda p: [p + 2 + u16(p + 2)], [tf.constant(2, tf.int64)], maximum_iterations=64)[0]
+    exif = tf.constant(list(b"Exif\0\0"), tf.int64)
+    found = (
+        tf.equal(_at(values, position), 0xFF)
+        & tf.equal(_at(values, position + 1), 0xE1)
+        & tf.reduce_all(tf.equal(tf.gather(values, tf.clip_by_value(position + 4 + tf.range(6, dtype=tf.int64), 0, EXIF_SEARCH_BYTES - 1)), exif))
+    )
+    tiff = position + 10
+    little = tf.equal(_at(values, tiff), ord("I"))
+    ifd = tiff + _uint(values, tiff + 4, 4, little)
+    count = _uint(values, ifd, 2, little)
+    entries = ifd + 2 + 12 * tf.range(EXIF_MAX_ENTRIES, dtype=tf.int64)  # (E,)
+    tags = _uint(values, entries, 2, little)  # (E,)
+    match = tf.equal(tags, ORIENTATION_TAG) & (tf.range(EXIF_MAX_ENTRIES, dtype=tf.int64) < count)
+    entry = tf.reduce_sum(tf.where(match, entries, 0)) * tf.cast(tf.reduce_sum(tf.cast(match, tf.int64)) == 1, tf.int64)
+    orientation = tf.where(found & (entry > 0), _uint(values, entry + 8, 2, little), 1)
+    return tf.cast(tf.where((orientation >= 1) & (orientation <= 8), orientation, 1), tf.int32)
+
+
+def apply_orientation(image, orientation):
+    """(H, W, C) as stored + EXIF orientation 1..8 -> the image as it should be shown (``exif_transpose``)."""
+    return tf.switch_case(
+        orientation - 1,
+        [
+            lambda: image,
+            lambda: tf.image.flip_left_right(image),
+            lambda: tf.image.rot90(image, 2),
+            lambda: tf.image.flip_up_down(image),
+            lambda: tf.image.transpose(image),
+            lambda: tf.image.rot90(image, 3),
+            lambda: tf.image.rot90(tf.image.transpose(image), 2),
+            lambda: tf.image.rot90(image, 1),
+        ],
+    )
+
+
+def decode(data, max_pixels=0, name="image"):
+    """Scalar string (encoded image) -> float32 sRGB (H, W, 3) in [0, 1], as ``colorize`` reads the file.
+
+    Raises ``InvalidArgumentError`` naming ``name`` (e.g. ``image_bytes[3]``) for a format the graph
+    does not decode, an empty image, or one of more than ``max_pixels`` pixels (0: no limit), before
+    anything big is allocated.
+    """
+    fmt, height, width = sniff(data)
+    decodable = tf.reduce_any(tf.equal(fmt, DECODED))
+    def check(condition, *parts):  # the message: the element's name, then the parts (strings or numbers)
+        parts = [part if isinstance(part, str) or part.dtype == tf.string else tf.strings.as_string(part) for part in parts]
+        return tf.debugging.Assert(condition, [tf.strings.join([name, ": ", *parts])])
+
+    checks = [
+        check(decodable, "not an image this server decodes (it takes JPEG, PNG, GIF, BMP, WebP); got ", tf.gather(FORMATS, fmt)),
+        check(tf.logical_not(decodable) | (height * width > 0), "image of size 0 in its header"),
+    ]
+    if max_pixels:
+        limit = f" pixels is over the limit of {max_pixels} pixels (export --max-pixels)"
+        checks.append(check(height * width <= max_pixels, "image of ", width, "x", height, limit))
+    with tf.control_dependencies(checks):
+        data = tf.identity(data)
+
+    def png():
+        depth16 = tf.equal(_bytes_of(data, 25)[24], 16)
+        return tf.cond(
+            depth16,
+            lambda: colors.to_float_rgb(tf.io.decode_png(data, dtype=tf.uint16)),
+            lambda: colors.to_float_rgb(tf.io.decode_png(data)),
+        )
+
+    def jpeg():
+        image = tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE")  # (H, W, 1|3) uint8, Pillow's exact pixels
+        return colors.to_float_rgb(apply_orientation(image, exif_orientation(data)))
+
+    def other():
+        return colors.to_float_rgb(tf.io.decode_image(data, expand_animations=False))  # GIF, BMP, WebP
+
+    rgb = tf.case([(tf.equal(fmt, 1), jpeg), (tf.equal(fmt, 2), png)], default=other)
+    return tf.ensure_shape(rgb, [None, None, 3])  # (H, W, 3)
