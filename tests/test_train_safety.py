@@ -208,3 +208,22 @@ def test_a_corrupted_record_names_its_shard(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: {shard}: damaged record") and "--resume" in last
+
+
+def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
+    from koalarization import embedding, export
+
+    records_dir = str(tmp_path / "records")  # Inception-sized embeddings: training exports at the end
+    write_synthetic_records(records_dir, n_train=4, n_val=2, image_size=32, dim=embedding.EMBEDDING_DIM)
+
+    def offline(*args, **kwargs):
+        raise OSError("Inception-ResNet-v2 ImageNet weights: download failed (no network)")
+
+    monkeypatch.setattr(export, "export_from_path", offline)
+    run_dir = str(tmp_path / "run")
+    assert main(flags(records_dir, run_dir, epochs=1)) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    said = [line for line in captured.out.splitlines() if line.startswith("Not exported")]
+    assert len(said) == 1 and "download failed" in said[0] and "the run is complete" in said[0]
+    assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(os.path.join(run_dir, "backup"))
