@@ -91,3 +91,16 @@ def test_load_dataset_of_synthetic_records(synthetic_records):
     inputs, ab = next(iter(data.load_dataset(synthetic_records, "val", batch_size=4, shuffle=False)))
     assert inputs["l"].shape == (4, 32, 32, 1) and ab.shape == (4, 32, 32, 2)
     assert data.num_examples(synthetic_records, "train") == 8
+
+
+def test_a_shard_that_fails_halfway_leaves_nothing(tmp_path):
+    lab = _random_lab(8)
+
+    def examples():
+        yield records.serialize_example("a", 8, 8, lab, np.zeros(4, np.float32))
+        raise RuntimeError("disk full")
+
+    path = str(tmp_path / records.shard_name("train", 0))
+    with pytest.raises(RuntimeError, match="disk full"):
+        records.write_shard(path, examples())
+    assert os.listdir(tmp_path) == []  # neither a half shard under its name nor a temporary file
