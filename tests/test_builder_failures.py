@@ -194,3 +194,45 @@ def test_help_and_usage_errors_answer_before_tensorflow_loads():
     assert lines[-1] == "False False", result.stdout + result.stderr
     assert [line for line in lines if line.startswith("exit")] == ["exit 0", "exit 2", "exit 2"]
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+KILLED_BUILD = """
+import sys, time
+import numpy as np
+from tfrecords_builder import BuildConfig, build
+def slow(x):
+    time.sleep(0.3)
+    return np.asarray(x)[:, ::150, ::150, 0].reshape(len(x), -1)
+config = BuildConfig(out=sys.argv[2], images=(sys.argv[1],), image_size=16, batch_size=1, shard_size=1, val_fraction=0.0)
+build(config, embedder=slow, progress=False, embedder_info={"model": "stand_in"})
+"""
+
+
+def test_a_killed_build_resumes_takes_its_lock_over_and_leaves_no_temporaries(photos, tmp_path, capsys):
+    import signal
+    import time
+
+    from tfrecords_builder import BuildConfig, build
+
+    out = tmp_path / "records"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, photos, str(out)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(list(out.glob("train-*.tfrecord"))) < 2 and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # a kill at a moment chosen: two shards done, one being written
+    finally:
+        process.wait()
+    assert (out / ".lock").exists() and not (out / records.MANIFEST_NAME).exists()
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.tfrecord")}
+    assert 2 <= len(done) < 6
+
+    def stand_in(x):
+        return np.asarray(x)[:, ::150, ::150, 0].reshape(len(x), -1)
+
+    config = BuildConfig(out=str(out), images=(photos,), image_size=16, batch_size=1, shard_size=1, val_fraction=0.0, resume=True)
+    manifest = build(config, embedder=stand_in, progress=True, embedder_info={"model": "stand_in"})
+    assert f"taking over the lock of a stopped process (pid {process.pid})" in capsys.readouterr().out
+    assert manifest["splits"]["train"]["examples"] == 6
+    assert {n: (out / n).stat().st_mtime_ns for n in done} == done  # finished shards kept as they were
+    assert sorted(os.listdir(out)) == sorted(["build-state.json", "manifest.json"] + [f"train-{i:05d}.tfrecord" for i in range(6)])
