@@ -7,6 +7,9 @@
 
 Each photo becomes one example (letterboxed L/ab plus its Inception-ResNet-v2 embedding) in a
 ``{split}-NNNNN.tfrecord`` shard, described by ``manifest.json``. See ``--help`` for every option.
+
+Exit status: 0 done; 1 a problem with the inputs or settings (one line); 2 a bad flag; 3 an
+``--out`` that cannot be a records folder; 4 another build is writing the same records; 130 Ctrl-C.
 """
 
 import sys
