@@ -1,0 +1,157 @@
+"""One colorization path: `colorize`, the SavedModel's `serving_default` and `evaluate --images` see
+and give the same pixels, for every kind of file they take (issue 11).
+
+A stand-in embedder replaces Inception-ResNet-v2 (test_export.py runs the real one in a process
+without keras); both doors load the same run dir.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from test_colorize import DIM, stand_in_embedder, tinted_colorizer, write_run_dir
+
+from koalarization import colorize, colorizer, evaluate, export, images, metrics
+
+WORKING_SIZE = 32
+
+
+def smooth(rng, height, width):
+    """A mid-tone colour picture with gentle gradients, float (H, W, 3) in [0, 1]."""
+    y, x = np.mgrid[0:height, 0:width]
+    base = rng.random(3) * 0.4 + 0.3
+    ramp = 0.15 * (x / max(width, 1))[..., None] - 0.1 * (y / max(height, 1))[..., None]
+    return np.clip(base + ramp * np.array([1.0, -0.5, 0.3]), 0, 1)
+
+
+def u8(rgb):
+    return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """One file of every kind both doors take."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(11)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show": a phone portrait stored as landscape
+    files = {
+        "portrait_exif.jpg": (Image.fromarray(u8(smooth(rng, 20, 30))), {"exif": exif, "quality": 95}),
+        "deep16.png": (Image.fromarray((np.linspace(200, 60000, 24 * 18).reshape(24, 18)).astype(np.uint16)), {}),
+        "dark16.png": (Image.fromarray((np.linspace(0, 250, 16 * 16).reshape(16, 16)).astype(np.uint16)), {}),  # max <= 255
+        "palette.png": (Image.fromarray(u8(smooth(rng, 21, 26))).convert("P", palette=Image.ADAPTIVE, colors=32), {}),
+        "rgba.png": (Image.fromarray(np.dstack([u8(smooth(rng, 19, 23)), np.linspace(0, 255, 19 * 23).reshape(19, 23).astype(np.uint8)])), {}),
+        "gray.png": (Image.fromarray(u8(smooth(rng, 17, 29))[..., 0]), {}),
+        "one.png": (Image.fromarray(np.array([[[200, 90, 40]]], np.uint8)), {}),
+        "thin.png": (Image.fromarray(u8(smooth(rng, 7, 300))), {}),
+        "frame.gif": (Image.fromarray(u8(smooth(rng, 18, 22))).convert("P"), {}),
+        "plain.bmp": (Image.fromarray(u8(smooth(rng, 15, 25))), {}),
+        "lossless.webp": (Image.fromarray(u8(smooth(rng, 14, 27))), {"lossless": True}),
+    }
+    for name, (image, options) in files.items():
+        image.save(root / name, **options)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return stand_in_embedder(DIM)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_run_dir(tmp_path_factory.mktemp("run"), tinted_colorizer(DIM), embedding_model="synthetic")
+
+
+@pytest.fixture(scope="module")
+def served(run_dir, embedder, tmp_path_factory):
+    """serving_default of the SavedModel exported from the same run dir, loaded back."""
+    loaded = colorizer.Colorizer.load(run_dir, inception=embedder, working_size=WORKING_SIZE)
+    path = export.export_saved_model(loaded, tmp_path_factory.mktemp("models") / "1", "random", max_pixels=10_000_000)
+    return tf.saved_model.load(path)
+
+
+@pytest.fixture(scope="module")
+def written(corpus, run_dir, embedder, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("colorized"))
+    config = colorize.ColorizeConfig(inputs=(corpus,), out_dir=out, model=run_dir, working_size=WORKING_SIZE, batch_size=4)
+    summary = colorize.colorize_files(config, inception=embedder, log=lambda message: None)
+    assert not summary.failed, summary.failed
+    return out
+
+
+def test_colorize_and_serving_default_give_the_same_picture(corpus, written, served):
+    serve = served.signatures["serving_default"]
+    for name in sorted(os.listdir(corpus)):
+        with open(os.path.join(corpus, name), "rb") as f:
+            png = serve(image_bytes=tf.constant([f.read()]))["colorized_bytes"][0]
+        from_server = tf.io.decode_png(png).numpy().astype(int)
+        from_cli = np.asarray(Image.open(os.path.join(written, os.path.splitext(name)[0] + ".png"))).astype(int)
+        assert from_server.shape == from_cli.shape, name
+        assert np.abs(from_server - from_cli).max() <= 2, name
+
+
+def test_exif_orientation_is_applied_by_both(written, served, corpus):
+    # stored 20 rows x 30 columns, shown (and colorized) 30 x 20
+    assert np.asarray(Image.open(os.path.join(written, "portrait_exif.png"))).shape == (30, 20, 3)
+
+
+def test_one_bad_image_in_a_batch_is_named(corpus, served):
+    serve = served.signatures["serving_default"]
+    with open(os.path.join(corpus, "gray.png"), "rb") as f:
+        good = f.read()
+    tiff = os.path.join(corpus, "..", "x.tif")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiff)
+    with open(tiff, "rb") as f:
+        bad = f.read()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[1\]: not an image this server decodes .* got TIFF"):
+        serve(image_bytes=tf.constant([good, bad]))
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, served):
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")  # 48 KB of zlib, 400 million pixels
+    serve = served.signatures["serving_default"]
+    message = r"image_bytes\[0\]: image of 20000x20000 pixels is over the limit of 10000000 pixels"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(image_bytes=tf.constant([(tmp_path / "bomb.png").read_bytes()]))
+
+
+def test_colorize_lab_refuses_sizes_that_are_not_multiples_of_8(served):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="l is 1x30x32x1; H and W must be multiples of 8"):
+        served.signatures["colorize_lab"](l=tf.zeros([1, 30, 32, 1]), embedding=tf.zeros([1, DIM]))
+    assert served.signatures["colorize_lab"](l=tf.zeros([1, 24, 32, 1]), embedding=tf.zeros([1, DIM]))["ab"].shape == (1, 24, 32, 2)
+
+
+def test_colorize_skips_photos_over_max_pixels_and_says_so(corpus, run_dir, embedder, tmp_path):
+    config = colorize.ColorizeConfig(
+        inputs=(os.path.join(corpus, "thin.png"), os.path.join(corpus, "one.png")), out_dir=str(tmp_path), model=run_dir,
+        working_size=WORKING_SIZE, max_pixels=1000,
+    )  # fmt: skip
+    summary = colorize.colorize_files(config, inception=embedder, log=lambda message: None)
+    assert summary.colorized == [str(tmp_path / "one.png")]
+    [(path, reason)] = summary.failed
+    assert path.endswith("thin.png") and "300x7 = 2100 pixels, over the limit of 1000" in reason
+
+
+def test_evaluate_scores_exactly_the_pixels_colorize_writes(corpus, written, run_dir, embedder, tmp_path):
+    config = evaluate.EvaluateConfig(
+        model=run_dir, out_dir=str(tmp_path / "eval"), images=(corpus,), working_size=WORKING_SIZE, batch_size=4
+    )
+    report = evaluate.evaluate(config, inception=embedder, log=lambda message: None)
+    scored = {os.path.basename(img["key"]): img for img in report["images"]}
+    assert "one.png" not in scored and [os.path.basename(s["key"]) for s in report["skipped"]] == ["one.png"]
+    assert "too small to score" in report["skipped"][0]["reason"]
+    assert len(scored) == len(os.listdir(corpus)) - 1
+    for name, img in scored.items():
+        original = images.read_image(os.path.join(corpus, name))
+        output = np.asarray(Image.open(os.path.join(written, os.path.splitext(name)[0] + ".png"))) / 255.0
+        assert img["model"]["psnr"] == pytest.approx(metrics.psnr(output, original), abs=1e-6), name
+        assert img["model"]["ssim"] == pytest.approx(metrics.ssim(output, original), abs=1e-6), name
+    assert scored["gray.png"]["gray_original"] and scored["deep16.png"]["gray_original"]
+    assert not scored["plain.bmp"]["gray_original"]
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert on_disk["gray_originals"] == sum(img["gray_original"] for img in scored.values())
+    assert "gray original(s) scored apart" in (tmp_path / "eval" / "metrics.md").read_text()
