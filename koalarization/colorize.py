@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from koalarization import images, safeio
+from koalarization import images, options, safeio
 
 COMPARE_SUFFIX = "_compare"
 OLD_TEMPORARY = re.compile(r".+\.png\.tmp$")  # what versions before safeio left after a kill
@@ -196,31 +196,14 @@ def parse_args(argv=None):
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs (created if needed)")
     parser.add_argument("--model", required=True, help="run dir (model.keras + config.json), .keras file or exported SavedModel dir")
-    parser.add_argument(
-        "--working-size",
-        type=int,
-        help="square size (multiple of 8) the network runs at; the output keeps the input size "
-        "(default: the training image size or the export's, else 224)",
-    )
+    options.add_working_size(parser, "the network runs at; the output keeps the input size")
     parser.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8; and at most ~16 MP of them)")
     parser.add_argument("--compare", action="store_true", help="also write NAME_compare.png: gray input | colorized | original")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them and say so)")
-    parser.add_argument(
-        "--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-        help="skip photos with more pixels, read from their header before decoding (default: %(default)s; "
-        "0: no limit; colorize needs about 20 bytes per pixel)",
-    )
-    parser.add_argument(
-        "--inception-weights",
-        help="imagenet, random or a weights file for Inception-ResNet-v2 (run dirs and .keras files only; "
-        "default: the weights recorded in the run's config, else imagenet)",
-    )
+    options.add_max_pixels(parser, "skip (and name)")
+    parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
-    args = parser.parse_args(argv)
-    if args.max_pixels < 0:
-        parser.error("--max-pixels must be >= 0 (0: no limit)")
-    if args.working_size is not None and (args.working_size < 8 or args.working_size % 8):
-        parser.error(f"--working-size {args.working_size}: must be a positive multiple of 8 (the encoder downsamples by 8)")
+    args = options.check(parser, parser.parse_args(argv))
     return ColorizeConfig(**{**vars(args), "inputs": tuple(args.inputs)})
 
 

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import sys
 
-from koalarization import safeio
+from koalarization import options, safeio
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
@@ -74,15 +74,8 @@ def parse_args(argv=None):
         help="--images: photos with a longer side are shrunk to it before colorizing and scoring (default 0: "
         "never, so the score is of exactly the pixels colorize writes)",
     )
-    parser.add_argument(
-        "--working-size", type=int,
-        help="--images: square size (multiple of 8) the network runs at (default: the training image size, else 224)",
-    )
-    parser.add_argument(
-        "--inception-weights",
-        help="--images with a run dir or .keras file: Inception-ResNet-v2 weights, imagenet, random or a "
-        "weights file (default: the weights recorded in the run's config, else imagenet)",
-    )
+    options.add_working_size(parser, "the network runs at, with --images")
+    parser.add_argument("--inception-weights", help="with --images: " + options.INCEPTION_WEIGHTS_HELP)
     parser.add_argument(
         "--mean-ab-records",
         help="records dir whose train split gives the mean-ab baseline (default: --records, or the records "
@@ -97,8 +90,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if min(args.batch_size, args.grid_rows) < 1 or min(args.max_examples, args.mean_ab_examples, args.max_side) < 0:
         parser.error("--batch-size and --grid-rows must be >= 1; --max-examples, --mean-ab-examples and --max-side >= 0")
-    if args.working_size is not None and (args.working_size < 8 or args.working_size % 8):
-        parser.error(f"--working-size must be a positive multiple of 8, got {args.working_size}")
+    options.check(parser, args)
     if args.images and args.split != "val":
         parser.error("--split only applies to --records")
     fields = vars(args)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 
 import koalarization
-from koalarization import images
+from koalarization import images, options
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
 
@@ -191,27 +191,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--model", required=True, help="run dir (holding model.keras and config.json) or a .keras file")
     parser.add_argument("--out", required=True, help="version folder to write, e.g. models/koalarization/1 (TF Serving layout)")
-    parser.add_argument(
-        "--inception-weights",
-        help="imagenet, random or a weights file for Inception-ResNet-v2 (default: the weights recorded "
-        "in the run's config, else imagenet)",
-    )
-    parser.add_argument(
-        "--working-size", type=int, help="size (multiple of 8) the colorizer runs at (default: the training image size, else 224)"
-    )
-    parser.add_argument(
-        "--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
-        help="serving_default refuses images with more pixels, read from their header before decoding, with "
-        "one InvalidArgumentError (default: %(default)s; 0: no limit)",
-    )
+    parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
+    options.add_working_size(parser, "the colorizer runs at in the SavedModel")
+    options.add_max_pixels(parser, "serving_default refuses (one InvalidArgumentError)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
-    args = parser.parse_args(argv)
-    if args.max_pixels < 0:
-        parser.error("--max-pixels must be >= 0 (0: no limit)")
-    if args.working_size is not None and (args.working_size < 8 or args.working_size % 8):
-        parser.error(f"--working-size {args.working_size}: must be a positive multiple of 8 (the encoder downsamples by 8)")
-    return ExportConfig(**vars(args))
+    return ExportConfig(**vars(options.check(parser, parser.parse_args(argv))))
 
 
 def main(argv=None):
