@@ -133,15 +133,19 @@ class _Walker:
         if _identity(st) in self.folders:
             return  # the same folder given twice (two spellings): searched once
         self.folders[_identity(st)] = root
-        self._walk(root, "", key_prefix, keep, max_depth, ancestors={_identity(st)})
+        stack = [(root, "", max_depth, frozenset([_identity(st)]))]  # no recursion: any depth
+        while stack:
+            stack.extend(reversed(self._search(*stack.pop(), key_prefix, keep)))
 
-    def _walk(self, folder, relative, key_prefix, keep, depth_left, ancestors):
+    def _search(self, folder, relative, depth_left, ancestors, key_prefix, keep):
+        """List the files of one folder; return its subfolders still to search, in name order."""
         try:
             with os.scandir(folder or ".") as entries:
                 entries = sorted(entries, key=lambda e: (e.is_symlink(), e.name))  # a file before a link to it
         except OSError as error:
             self.found.problems.append((folder, f"cannot read the folder ({error.strerror}); skipped"))
-            return
+            return []
+        subfolders = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -164,12 +168,13 @@ class _Walker:
                     continue  # reached again through a link: its files are already listed
                 self.folders[ident] = path
                 next_depth = None if depth_left is None else depth_left - 1
-                self._walk(path, rel + "/", key_prefix, keep, next_depth, ancestors | {ident})
+                subfolders.append((path, rel + "/", next_depth, ancestors | {ident}))
             elif stat_module.S_ISREG(st.st_mode):
                 if keep(rel):
                     self.add_file(path, key_prefix + rel, st)
                 elif not rel.lower().endswith(self.found.extensions):
                     self.found.others.append(path)
+        return subfolders
 
 
 def discover_images(inputs, extensions=IMAGE_EXTENSIONS):
