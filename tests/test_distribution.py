@@ -1,6 +1,7 @@
-"""Distributed training for real: MirroredStrategy over two logical CPU devices, and two
-MultiWorkerMirroredStrategy workers on 127.0.0.1 configured by TF_CONFIG. Each training process
-is fresh (tests/dist_worker.py): logical devices and collectives must be set before TF runs."""
+"""Distributed training for real: MirroredStrategy over three logical CPU devices, and
+MultiWorkerMirroredStrategy clusters of two processes on 127.0.0.1 configured by TF_CONFIG
+(worker + worker, and chief + worker killed and resumed). Each training process is fresh
+(tests/dist_worker.py): logical devices and collectives must be set before TF runs."""
 
 import json
 import os
@@ -13,13 +14,22 @@ import pytest
 from conftest import write_synthetic_records
 
 WORKER = os.path.join(os.path.dirname(__file__), "dist_worker.py")
+KILLED = 9  # tests/killpoint.py
 
 
 @pytest.fixture(scope="module")
 def records_uneven(tmp_path_factory):
-    """8 train + 5 val: the last val batch does not split evenly over two replicas."""
+    """8 train + 5 val in 2 shards per split: the last val batch does not split over the replicas."""
     out = str(tmp_path_factory.mktemp("records_uneven"))
     write_synthetic_records(out, n_train=8, n_val=5, image_size=32, seed=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def records_one_shard(tmp_path_factory):
+    """8 train + 5 val in ONE shard per split: fewer shards than workers."""
+    out = str(tmp_path_factory.mktemp("records_one_shard"))
+    write_synthetic_records(out, n_train=8, n_val=5, image_size=32, seed=5, shards=1)
     return out
 
 
@@ -33,9 +43,9 @@ def free_ports(n):
     return ports
 
 
-def config_json(records_dir, run_dir, distribution):
-    return json.dumps({"records": records_dir, "run_dir": run_dir, "epochs": 2, "steps_per_epoch": 2,
-                       "batch_size": 4, "distribution": distribution})
+def config_json(records_dir, run_dir, distribution, epochs=2):
+    return json.dumps({"records": records_dir, "run_dir": run_dir, "epochs": epochs, "steps_per_epoch": 2,
+                       "batch_size": 4, "distribution": distribution, "sample_images": 2})
 
 
 def read_history(run_dir):
@@ -44,20 +54,61 @@ def read_history(run_dir):
     return [dict(zip(rows[0], row)) for row in rows[1:]]
 
 
-def test_mirrored_over_two_logical_cpus_matches_one_device(records_uneven, tmp_path):
+def run_cluster(roles, config, outs, kill_chief_at=None):
+    """Start one dist_worker per ``roles`` entry ("chief" / "worker") as a cluster on free local
+    ports and wait for all. A port taken between choosing it and binding it (another test run on
+    the machine) is retried with new ports. When the chief was killed on purpose, the others are
+    stopped (they would wait for it). Returns ``[(returncode, stdout, stderr)]``."""
+    for _ in range(3):
+        ports = iter(free_ports(len(roles)))
+        cluster = {}
+        for role in roles:
+            cluster.setdefault(role, []).append(f"127.0.0.1:{next(ports)}")
+        procs, index = [], {}
+        for role, out in zip(roles, outs):
+            task = {"type": role, "index": index.setdefault(role, 0)}
+            index[role] += 1
+            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+            kill = ["--kill-at", kill_chief_at] if kill_chief_at and not procs else []
+            procs.append(subprocess.Popen([sys.executable, WORKER, config, out, *kill], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        try:
+            results = [None] * len(procs)
+            results[0] = procs[0].communicate(timeout=600)
+            if kill_chief_at and procs[0].returncode == KILLED:
+                for proc in procs[1:]:
+                    proc.kill()
+            for i, proc in enumerate(procs[1:], start=1):
+                results[i] = proc.communicate(timeout=600)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        done = [(proc.returncode, out, err) for proc, (out, err) in zip(procs, results)]
+        if not any("Address already in use" in err or "Failed to start server" in err for _, _, err in done):
+            return done
+    return done
+
+
+def test_mirrored_over_three_logical_cpus_matches_one_device(records_uneven, tmp_path):
     run_dir, out = str(tmp_path / "run"), str(tmp_path / "out.npz")
     done = subprocess.run(
-        [sys.executable, WORKER, config_json(records_uneven, run_dir, "mirrored"), out, "--logical-cpus", "2", "--check-step"],
-        capture_output=True, text=True, timeout=900,
+        [sys.executable, WORKER, config_json(records_uneven, run_dir, "mirrored"), out, "--logical-cpus", "3", "--check-step"],
+        capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = np.load(out)
-    assert int(result["replicas"]) == 2 and int(result["step_replicas"]) == 2
-    # One SGD step on the same batch: two replicas each seeing half of it == one device seeing all.
+    assert int(result["replicas"]) == 3
+    # One SGD step on a batch of 8 split 3/3/2 over three replicas == one device seeing all 8.
+    assert list(result["step_split"]) == [3, 3, 2]
     single_loss, distributed_loss = result["step_loss"]
     assert distributed_loss == pytest.approx(single_loss, rel=1e-5)
     assert float(result["step_max_update"]) > 1e-3  # the step really moved the weights...
-    assert float(result["step_max_difference"]) < 1e-3 * float(result["step_max_update"])  # ...the same way
+    assert float(result["step_max_difference"]) < 1e-4 * float(result["step_max_update"])  # ...the same way
+    # Evaluation over 5 examples in batches of 4 (last batch 1: empty replica parts) on 1, 2, 3 replicas.
+    one, two, three = result["eval_losses"]
+    assert two == pytest.approx(one, rel=1e-5) and three == pytest.approx(one, rel=1e-5)
     history = read_history(run_dir)
     assert [row["epoch"] for row in history] == ["0", "1"]
     assert all(np.isfinite(float(row["val_loss"])) for row in history)
@@ -66,25 +117,12 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(records_uneven, tmp_p
 
 def test_two_workers_on_localhost_reach_the_same_weights(records_uneven, tmp_path):
     run_dir = str(tmp_path / "run")
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        out = str(tmp_path / f"worker{index}.npz")
-        procs.append(subprocess.Popen(
-            [sys.executable, WORKER, config_json(records_uneven, run_dir, "multi_worker"), out],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    try:
-        outputs = [proc.communicate(timeout=900) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for proc, (_, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-3000:]
+    outs = [str(tmp_path / f"worker{i}.npz") for i in range(2)]
+    done = run_cluster(["worker", "worker"], config_json(records_uneven, run_dir, "multi_worker"), outs)
+    for code, _, err in done:
+        assert code == 0, err[-3000:]
 
-    chief, worker = (np.load(str(tmp_path / f"worker{i}.npz")) for i in range(2))
+    chief, worker = (np.load(out) for out in outs)
     assert bool(chief["chief"]) and not bool(worker["chief"])
     assert int(chief["replicas"]) == 2 == int(worker["replicas"])
     names = sorted(k for k in chief.files if k.startswith("w"))
@@ -92,9 +130,38 @@ def test_two_workers_on_localhost_reach_the_same_weights(records_uneven, tmp_pat
     for name in names:
         np.testing.assert_allclose(chief[name], worker[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
-    # Only the chief wrote the run dir, with validation computed across both workers.
+    # 2 shards for 2 workers: each reads its own; only the chief wrote the run dir, with
+    # validation computed across both workers.
+    assert "FILE auto-shard" in done[0][1], done[0][1][-2000:]
     history = read_history(run_dir)
     assert [row["epoch"] for row in history] == ["0", "1"]
     assert all(np.isfinite(float(row["val_loss"])) for row in history)
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
-    assert outputs[0][0].count("Saved the final model") == 1 and "Saved the final model" not in outputs[1][0]
+    assert done[0][1].count("Saved the final model") == 1 and "Saved the final model" not in done[1][1]
+
+
+def test_chief_and_worker_killed_then_resumed_match_one_device(records_one_shard, tmp_path):
+    from koalarization.train import TrainConfig, train
+
+    outs = [str(tmp_path / f"task{i}.npz") for i in range(2)]
+    run_dir = str(tmp_path / "run")
+    config = config_json(records_one_shard, run_dir, "multi_worker", epochs=3)
+    # The chief is killed inside its backup of epoch 2; the worker is stopped with it.
+    killed = run_cluster(["chief", "worker"], config, outs, kill_chief_at="state.weights.h5.next:2:during")
+    assert killed[0][0] == KILLED, killed[0][2][-3000:]
+    assert "DATA auto-shard" in killed[0][1]  # 1 shard for 2 workers: every worker reads it, keeps its part
+
+    done = run_cluster(["chief", "worker"], config, outs)  # the same commands again
+    for code, _, err in done:
+        assert code == 0, err[-3000:]
+    assert "Resuming from the backup after epoch 1." in done[0][1]
+    assert [row["epoch"] for row in read_history(run_dir)] == ["0", "1", "2"]
+    chief, worker = (np.load(out) for out in outs)
+    assert bool(chief["chief"]) and not bool(worker["chief"])
+
+    # The same training on one device, never stopped: global batches and global-mean loss make it equal.
+    fields = {**json.loads(config), "run_dir": str(tmp_path / "single"), "distribution": "none"}
+    single = train(TrainConfig(**fields), log=lambda *a, **k: None).model.get_weights()
+    for i, want in enumerate(single):
+        np.testing.assert_allclose(chief[f"w{i}"], want, rtol=1e-4, atol=1e-6, err_msg=f"w{i}")
+        np.testing.assert_allclose(worker[f"w{i}"], want, rtol=1e-4, atol=1e-6, err_msg=f"w{i}")
