@@ -12,14 +12,10 @@ Only a colour input's luminance is ever used. Every step is a TensorFlow op, so 
 eagerly here and inside the SavedModel graph. The full-resolution part (the last line above) is
 the costly one on a big photo: it works on float32 planes, can go a strip of rows at a time, and
 never makes the full-size L, ab or Lab images (see :func:`recombine`).
-
-This module also finds and loads a model: a run dir (``model.keras`` + ``config.json``), a
-``.keras`` file, or a SavedModel written by :mod:`koalarization.export`.
+The object that runs this method with a model is :class:`koalarization.colorizer.Colorizer`.
 """
 
-import json
 import math
-import os
 
 from koalarization import quiet_tensorflow  # noqa: E402
 
@@ -27,15 +23,6 @@ quiet_tensorflow()
 import tensorflow as tf
 
 from koalarization import colors
-
-RUN_MODEL_NAME = "model.keras"
-RUN_CONFIG_NAME = "config.json"
-EXPORT_INFO_NAME = "export.json"
-
-
-class ModelError(ValueError):
-    """A ``--model`` that cannot be used; ``str()`` names the path and the problem."""
-
 
 # -- the method ----------------------------------------------------------------------------------
 def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
@@ -45,37 +32,11 @@ def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
 
 
 # The full-resolution part is written for speed and memory: separate float32 planes (no stacking
-# and slicing of (..., 3) tensors), exp(log(x) * p) for x ** p (about 3x faster than tf.pow on a
-# CPU, the same to a float32 ulp), and the gamut search only on the pixels that need it.
+# and slicing of (..., 3) tensors; the plane math is colors.linear_planes_from_lab), exp(log(x) * p)
+# for x ** p, the gamut search only on the pixels that need it, and a strip of rows at a time.
 GAMUT_STEPS = 8  # bisection steps of the gamut fit: chroma within 1/256 of the largest that fits
 GAMUT_TOLERANCE = 1e-4  # linear RGB this far outside [0, 1] still counts as inside
-STRIP_PIXELS = 1 << 21  # colorize_batch(strips=True) recombines about this many pixels at a time
-_LINEAR_FROM_XYZ_RATIOS = (colors._RGB_FROM_XYZ * colors._WHITE_D65).astype("float32")  # (3, 3): RGB from X/Xn, Y, Z/Zn
-_Y_FROM_LINEAR = colors._XYZ_FROM_RGB[1].astype("float32")  # (3,): Y from linear RGB (white Y = 1)
-
-
-def _power(x, exponent):
-    """``x ** exponent`` for x > 0."""
-    return tf.exp(tf.math.log(x) * exponent)
-
-
-def _f_inverse(f):
-    """The inverse of the Lab companding function: f -> X/Xn (or Y, Z/Zn)."""
-    return tf.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / colors._KAPPA)
-
-
-def _f(ratio):
-    """The Lab companding function: X/Xn (or Y, Z/Zn) -> f; L = 116 f(Y) - 16."""
-    return tf.where(
-        ratio > colors._EPSILON, _power(tf.maximum(ratio, colors._EPSILON), 1.0 / 3.0), colors._KAPPA * ratio + 16.0 / 116.0
-    )
-
-
-def _linear_planes(fy, y, da, db):
-    """Planes of f(Y), Y, a/500, b/200 (all the same shape) -> [r, g, b] linear RGB planes, not clipped."""
-    x_ratio = _f_inverse(fy + da)
-    z_ratio = _f_inverse(tf.maximum(fy - db, 0.0))
-    return [m[0] * x_ratio + m[1] * y + m[2] * z_ratio for m in _LINEAR_FROM_XYZ_RATIOS]
+STRIP_PIXELS = 1 << 21  # recombine_in_strips works on about this many pixels at a time
 
 
 def _outside(planes):
@@ -94,23 +55,16 @@ def _fit_chroma(fy, y, a, b, steps=GAMUT_STEPS):
     """
     shape = tf.shape(fy)
     fy, y, da, db = (tf.reshape(plane, [-1]) for plane in (fy, y, a / 500.0, b / 200.0))  # (P,) each
-    planes = _linear_planes(fy, y, da, db)  # 3 x (P,)
+    planes = colors.linear_planes_from_lab(fy, y, da, db)  # 3 x (P,)
     outside = tf.where(_outside(planes))  # (N, 1) pixel indices
     fy_out, y_out, da_out, db_out = (tf.gather_nd(plane, outside) for plane in (fy, y, da, db))  # (N,) each
     low, high = tf.zeros_like(fy_out), tf.ones_like(fy_out)  # chroma scales known to fit / not to fit
     for _ in range(steps):
         middle = (low + high) * 0.5
-        misses = _outside(_linear_planes(fy_out, y_out, da_out * middle, db_out * middle))  # (N,)
+        misses = _outside(colors.linear_planes_from_lab(fy_out, y_out, da_out * middle, db_out * middle))  # (N,)
         low, high = tf.where(misses, low, middle), tf.where(misses, middle, high)
-    fitted = _linear_planes(fy_out, y_out, da_out * low, db_out * low)  # 3 x (N,)
+    fitted = colors.linear_planes_from_lab(fy_out, y_out, da_out * low, db_out * low)  # 3 x (N,)
     return [tf.reshape(tf.tensor_scatter_nd_update(plane, outside, part), shape) for plane, part in zip(planes, fitted)]
-
-
-def _linear_to_srgb(linear, top=1.0):
-    """Linear RGB -> sRGB in [0, top] (as colors.linear_to_srgb, times ``top``), clipped."""
-    linear = tf.clip_by_value(linear, 0.0, 1.0)
-    encoded = tf.exp(tf.math.log(tf.maximum(linear, 0.0031308)) * (1.0 / 2.4) + math.log(1.055 * top)) - 0.055 * top
-    return tf.where(linear > 0.0031308, encoded, linear * (12.92 * top))
 
 
 def _linear_to_uint8(linear):
@@ -127,26 +81,13 @@ def lab_to_rgb_keeping_luminance(luminance, ab, steps=GAMUT_STEPS):
     """L (..., 1) + ab (..., 2) -> sRGB (..., 3), each colour outside sRGB desaturated just enough to fit (L kept)."""
     fy = (tf.convert_to_tensor(luminance, tf.float32)[..., 0] + 16.0) / 116.0  # (...)
     ab = tf.convert_to_tensor(ab, tf.float32)
-    planes = _fit_chroma(fy, _f_inverse(fy), ab[..., 0], ab[..., 1], steps)  # 3 x (...)
-    return tf.clip_by_value(_linear_to_srgb(tf.stack(planes, axis=-1)), 0.0, 1.0)  # (..., 3)
+    planes = _fit_chroma(fy, colors.lab_f_inverse(fy), ab[..., 0], ab[..., 1], steps)  # 3 x (...)
+    return colors.linear_to_srgb(tf.stack(planes, axis=-1))  # (..., 3)
 
 
 def upsample_ab(ab_scaled, height, width, working_size=colors.IMAGE_SIZE, start=0, stop=None):
-    """Predicted ab (S, S, 2) scaled -> rows ``start:stop`` of ab (H, W, 2) in Lab units, the letterbox removed.
-
-    The same numbers as ``colors.unletterbox`` (bilinear, half-pixel centres), computed one axis at a
-    time, so that a strip of rows costs only its own memory.
-    """
-    top, left, new_height, new_width = colors.letterbox_box(height, width, working_size)
-    content = colors.unscale_ab(ab_scaled[top : top + new_height, left : left + new_width])  # (h, w, 2)
-    wide = tf.image.resize(content, tf.stack([new_height, tf.cast(width, tf.int32)]), method="bilinear")  # (h, W, 2)
-    stop = height if stop is None else stop
-    scale = tf.cast(new_height, tf.float32) / tf.cast(height, tf.float32)
-    rows = (tf.cast(tf.range(start, stop), tf.float32) + 0.5) * scale - 0.5  # (rows,) source row of each output row
-    floor = tf.floor(rows)
-    upper = tf.gather(wide, tf.minimum(tf.cast(tf.math.ceil(rows), tf.int32), new_height - 1))  # (rows, W, 2)
-    lower = tf.gather(wide, tf.maximum(tf.cast(floor, tf.int32), 0))  # (rows, W, 2)
-    return lower + (upper - lower) * (rows - floor)[:, None, None]  # (rows, W, 2)
+    """Predicted ab (S, S, 2) scaled -> rows ``start:stop`` of ab (H, W, 2) in Lab units, the letterbox removed."""
+    return colors.unscale_ab(colors.unletterbox(ab_scaled, height, width, working_size, start, stop))  # (rows, W, 2)
 
 
 def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None):
@@ -156,11 +97,11 @@ def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None
     """
     shape = tf.shape(rgb)
     rows = tf.convert_to_tensor(rgb[start:stop], tf.float32)  # (rows, W, 3)
-    linear = tf.where(rows > 0.04045, _power((rows + 0.055) * (1.0 / 1.055), 2.4), rows * (1.0 / 12.92))  # (rows, W, 3)
-    y = tf.tensordot(linear, _Y_FROM_LINEAR, 1)  # (rows, W)
+    linear = tf.where(rows > 0.04045, colors.power((rows + 0.055) * (1.0 / 1.055), 2.4), rows * (1.0 / 12.92))  # (rows, W, 3)
+    y = tf.tensordot(linear, colors.Y_FROM_LINEAR, 1)  # (rows, W)
     del rows, linear
     ab = upsample_ab(ab_scaled, shape[0], shape[1], working_size, start, stop)  # (rows, W, 2)
-    planes = _fit_chroma(_f(y), y, ab[..., 0], ab[..., 1])  # 3 x (rows, W)
+    planes = _fit_chroma(colors.lab_f(y), y, ab[..., 0], ab[..., 1])  # 3 x (rows, W)
     return tf.stack([_linear_to_uint8(plane) for plane in planes], axis=-1)  # (rows, W, 3)
 
 
