@@ -50,7 +50,7 @@ def configure_coordination():
     """The coordination service MultiWorkerMirroredStrategy would start, with heartbeat and
     registration timeouts that a worker on a loaded machine (or slow to import TensorFlow) meets."""
     from tensorflow.python.eager import context
-    from tensorflow.tsl.protobuf import coordination_config_pb2
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     cluster = resolver.cluster_spec()
