@@ -142,9 +142,10 @@ class Colorizer:
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
     def from_keras(cls, network, inception, working_size=colors.IMAGE_SIZE, source="", config=None):
-        """From a Keras colorizer network and a Keras embedder, each run by a ``tf.function`` traced once."""
+        """From a Keras colorizer network and a Keras embedder (None: none), each run by a ``tf.function`` traced once."""
         size, dim = int(working_size), embedding_dim_of(network)
-        check_embedding_dim(dim, int(inception.outputs[0].shape[-1]), embedding_facts(config), source or "the colorizer")
+        if inception is not None:
+            check_embedding_dim(dim, int(inception.outputs[0].shape[-1]), embedding_facts(config), source or "the colorizer")
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, dim], tf.float32)],
@@ -160,15 +161,16 @@ class Colorizer:
         def embed(gray):
             return inception(gray, training=False)  # (B, D)
 
-        return cls(predict_ab, embed, size, dim, source, config, networks=(network, inception))
+        return cls(predict_ab, embed if inception is not None else None, size, dim, source, config, networks=(network, inception))
 
     @classmethod
-    def load(cls, path, inception=None, inception_weights=None, working_size=None, log=print):
+    def load(cls, path, inception=None, inception_weights=None, working_size=None, log=print, embedder=True):
         """A run dir, a ``.keras`` file or a SavedModel -> a :class:`Colorizer`.
 
         ``inception``: an already built Keras embedder (default: Inception-ResNet-v2 with the weights
         the run's config records, or ``inception_weights``). ``working_size``: default the training
-        image size (or the export's), else 224.
+        image size (or the export's), else 224. ``embedder=False``: no Inception is built, for
+        callers that bring their own embeddings (``evaluate --records``); only ``predict_ab`` works.
         """
         if working_size is not None:
             inference.check_working_size(working_size)
@@ -179,12 +181,14 @@ class Colorizer:
 
         network = load_keras_network(model_path)
         facts = embedding_facts(config)
+        size = working_size or training_image_size(config) or colors.IMAGE_SIZE
+        if not embedder:
+            return cls.from_keras(network, None, size, model_path, config)
         if inception is None:
             check_embedding_dim(embedding_dim_of(network), embedding.EMBEDDING_DIM, facts, model_path)
             weights = inception_weights or weights_from_facts(facts) or "imagenet"
             log(f"building Inception-ResNet-v2 with '{weights}' weights")
             inception = embedding.build_inception(weights)
-        size = working_size or training_image_size(config) or colors.IMAGE_SIZE
         return cls.from_keras(network, inception, size, model_path, config)
 
     @classmethod

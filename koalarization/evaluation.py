@@ -26,26 +26,6 @@ METHODS = ("model", "gray", "mean_ab")
 METRICS = ("ab_mse", "psnr", "ssim", "colorfulness", "colorfulness_diff", "auc")
 
 
-# -- the model ---------------------------------------------------------------------------------
-def load_predictor(model_path):
-    """``(predict_ab, embedding_dim, run_config)`` for a run dir, ``.keras`` file or SavedModel (records only:
-    the records bring their own embeddings, so no Inception is built).
-
-    ``predict_ab(l (B,S,S,1), embedding (B,D)) -> ab (B,S,S,2)``, both scaled as in training.
-    """
-    kind, path, config = colorizer_module.resolve_model(model_path)
-    if kind == "saved_model":
-        loaded = tf.saved_model.load(path)
-        signature = loaded.signatures.get("colorize_lab")
-        if signature is None:
-            raise colorizer_module.ModelError(f"{path}: SavedModel lacks the 'colorize_lab' signature; re-export it")
-        dim = int(signature.structured_input_signature[1]["embedding"].shape[-1])
-        return (lambda l, e: signature(l=tf.constant(l), embedding=tf.constant(e))["ab"]), dim, (config or {}).get("config")
-    network = colorizer_module.load_keras_network(path)
-    predict = tf.function(lambda l, e: network({"l": l, "embedding": e}, training=False), autograph=False)
-    return predict, colorizer_module.embedding_dim_of(network), config
-
-
 def trained_on_records(run_config):
     """The records dir a run was trained on, when its config says so and it is still there."""
     path = ((run_config or {}).get("config") or {}).get("records")
@@ -212,9 +192,11 @@ def evaluate(config, inception=None, log=print):
     safeio.check_output_dir(config.out_dir, [p for p in (config.records, *config.images) if p and os.path.isdir(p)])
     skipped = []
     if config.records:
-        predict_ab, model_dim, run_config = load_predictor(config.model)
+        size = int(records.read_manifest(config.records)["image_size"])  # the records' letterbox size
+        colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False)
+        run_config = colorizer.config
         total = data.num_examples(config.records, config.split)
-        examples = record_examples(config, predict_ab, model_dim)
+        examples = record_examples(config, colorizer.predict_ab, colorizer.embedding_dim)
         source = {"records": os.path.abspath(config.records), "split": config.split}
     else:
         paths = images.find_images(config.images)
