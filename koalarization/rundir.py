@@ -82,7 +82,7 @@ def check(run_dir, config_fields):
 
 def has_backup(run_dir):
     path = os.path.join(run_dir, BACKUP)
-    return any(os.path.exists(p) for p in (path, path + ".prev"))
+    return any(os.path.exists(p) for p in (path, path + ".next", path + ".prev"))
 
 
 def backup_epoch(run_dir):

@@ -134,18 +134,20 @@ def _sum_path(path):
 def save_two_generations(path, write):
     """Write a new generation of ``path`` with ``write(tmp_path)``, keeping the current one as
     ``path.prev``; each generation has its SHA-256 in ``NAME.sha256``. A kill at any instant leaves
-    at least one generation whose checksum matches."""
+    at least one generation whose checksum matches: the new one is whole and checked in as
+    ``path.next`` (file, then checksum) before anything else moves, and stays so until the single
+    rename that makes it ``path`` (whose checksum was written just before)."""
     with atomic_path(path + ".next") as tmp:
         write(tmp)
     digest = sha256_of(path + ".next")
+    write_text(_sum_path(path + ".next"), digest + "\n")  # .next is now a good generation
     if os.path.exists(path) and verify(path):
         os.replace(path, path + ".prev")
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(_sum_path(path), _sum_path(path + ".prev"))
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(_sum_path(path))  # an unchecked current generation is never trusted
+        os.replace(_sum_path(path), _sum_path(path + ".prev"))
+    write_text(_sum_path(path), digest + "\n")  # an old unchecked `path` no longer matches it
     os.replace(path + ".next", path)
-    write_text(_sum_path(path), digest + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(_sum_path(path + ".next"))
 
 
 def verify(path):
@@ -162,11 +164,11 @@ def load_newest_good(path, load, warn=print):
     """``load(p)`` on the newest generation of ``path`` that passes its checksum and loads;
     returns ``(result, used_path)`` or ``(None, None)`` when there is none. Each damaged
     generation is reported in one line through ``warn``."""
-    for candidate in (path, path + ".next", path + ".prev"):
+    for candidate in (path + ".next", path, path + ".prev"):  # newest first
         if not os.path.exists(candidate):
             continue
-        if candidate.endswith(".next"):
-            continue  # a generation whose rename never happened: its checksum was never written
+        if candidate.endswith(".next") and not verify(candidate):
+            continue  # a new generation killed before its checksum was written: not one yet
         if not verify(candidate):
             warn(f"{candidate}: damaged (checksum mismatch or missing); using the previous good copy")
             continue

@@ -71,26 +71,29 @@ def reference_run(records12, tmp_path_factory):
 def test_kill_at_every_write_then_the_same_command_finishes_with_the_same_weights(records12, reference_run, tmp_path):
     run_dir = str(tmp_path / "run")
     command = flags(records12, run_dir)
+    backup = os.path.join(run_dir, "backup", "state.weights.h5")
     kills = [
         "config.json:1:during",  # before anything else exists
         "best.keras:1:during",  # epoch 1's best checkpoint, before its backup
-        "state.weights.h5.next:2:during",  # epoch 2's backup, half written
-        "state.weights.h5:1:after",  # epoch 2's backup renamed, its checksum not yet written
-        "history.csv:2:during",  # the history of the redone epoch 2
-        "model.keras:1:during",  # the final model, half written, after the last epoch's backup
+        "history.csv:2:during",  # epoch 2's history row, after epoch 1's backup
+        "state.weights.h5.next:1:during",  # the redone epoch 2's backup, half written
+        "state.weights.h5:1:after",  # epoch 2's backup renamed into place, the rest of the rotation not done
     ]
     for kill in kills:
         done = run_train(command, kill)
         assert done.returncode == KILLED, (kill, done.returncode, done.stderr[-3000:])  # the kill point was reached
-    backup = os.path.join(run_dir, "backup", "state.weights.h5")
-    assert safeio.verify(backup) and safeio.verify(backup + ".prev")  # epochs 3 and 2, both good
+    assert safeio.verify(backup) and safeio.verify(backup + ".prev")  # epochs 2 and 1, both good
 
     flip(backup, offset=os.path.getsize(backup) // 2)  # 4 KB of the newest backup damaged
-    done = run_train(command, "model.keras:1:during")
+    done = run_train(command, "state.weights.h5.prev:1:after")  # killed in epoch 3's backup, mid-rotation
     assert done.returncode == KILLED, done.stderr[-3000:]
     damaged = [line for line in done.stdout.splitlines() if "damaged" in line]
     assert len(damaged) == 1 and backup in damaged[0], done.stdout[-3000:]  # said in one line...
-    assert "Resuming from the backup after epoch 2." in done.stdout  # ...and the previous generation used
+    assert "Resuming from the backup after epoch 1." in done.stdout  # ...and the previous generation used
+
+    done = run_train(command, "model.keras:1:during")  # the final model, half written
+    assert done.returncode == KILLED, done.stderr[-3000:]
+    assert "Resuming from the backup after epoch 3." in done.stdout  # the new generation, checked in
 
     done = run_train(command)  # the last rerun: finishes the run from the backup of the last epoch
     assert done.returncode == 0, done.stderr[-3000:]
