@@ -18,6 +18,9 @@ from benchmarks.photos import jpeg_bytes, write_jpegs
 
 MB = 1024 * 1024
 LIMIT_BYTES = 4 * 1024**3  # colorizing a 6000x4000 photo must stay under 4 GB
+BOMB_LIMIT_BYTES = 2 * 1024**3  # serving a 20000x20000 1-bit PNG must be refused under 2 GB
+BYTES_PER_PIXEL_GOAL = 40  # memory of the photo itself, above the model's own (issue 11)
+LARGEST_DEFAULT = (10000, 10000)  # the largest photo under the default --max-pixels (100 million)
 
 # Runs the builder over a folder with a stand-in embedder (mean colour x a fixed matrix): the
 # memory that could grow with the dataset is the builder's, not Inception's fixed ~250 MB.
@@ -46,6 +49,20 @@ if kind == "module":
     runpy.run_module(target, run_name="__main__", alter_sys=True)
 else:
     exec(compile(target, "<benchmark>", "exec"), {"__name__": "__main__"})
+"""
+
+
+# Loads a SavedModel and calls serving_default on one file; "refused" for an InvalidArgumentError.
+SERVE_SCRIPT = """
+import sys
+import tensorflow as tf
+model, image = sys.argv[1], sys.argv[2]
+serve = tf.saved_model.load(model).signatures["serving_default"]
+try:
+    png = serve(image_bytes=tf.constant([open(image, "rb").read()]))["colorized_bytes"][0]
+    print("served", len(png.numpy()), "bytes of PNG")
+except tf.errors.InvalidArgumentError as error:
+    print("refused:", next((l for l in str(error).splitlines() if "assertion failed" in l), "InvalidArgumentError"))
 """
 
 
@@ -114,17 +131,86 @@ def colorize_memory(sizes, log=print):
 
         peak = colorize(big, f"{width}x{height}")
         baseline = colorize(small, "224x224") if sizes.colorize_baseline else None
+        largest = None
+        if baseline:  # full run: the largest photo under the default --max-pixels, too
+            path = os.path.join(tmp, "largest.jpg")
+            with open(path, "wb") as f:
+                f.write(jpeg_bytes(rng, *LARGEST_DEFAULT))
+            largest = colorize(path, "largest")
     note = "python -m koalarization.colorize with Inception-ResNet-v2 (random weights) in a fresh process"
     if baseline:
         note += (
             f"; the same command on a 224x224 photo peaks at {baseline / MB:.0f} MB, so the photo itself costs "
             f"{(peak - baseline) / MB:.0f} MB ({(peak - baseline) / (height * width):.0f} bytes per pixel)"
         )
-    return [
+    rows = [
         figure(
             "colorize_memory", f"colorize a {width}x{height} photo: peak memory",
             (f"peak RSS, one {width}x{height} JPEG", peak / MB, "MB"), ("limit 4 GB", LIMIT_BYTES / MB, "MB"),
             goal=("<=", 1.0),
             note=note,
         )
+    ]
+    if largest:
+        h, w = LARGEST_DEFAULT
+        rows[0]["note"] += (
+            f"; the largest photo under the default --max-pixels, {w}x{h}, peaks at {largest / MB:.0f} MB: "
+            f"{(largest - baseline) / (h * w):.1f} bytes per pixel above the model (goal: under {BYTES_PER_PIXEL_GOAL})"
+        )
+    return rows
+
+
+
+def serving_memory(sizes, log=print):
+    """Figures: serving_default's peak memory on a decompression bomb (refused) and per pixel of the
+    largest photo under the default ``--max-pixels``, above the model's own memory (a 224x224 photo)."""
+    import keras
+
+    from benchmarks.pipeline import embedder
+    from koalarization import colorizer, export, model
+
+    height, width = LARGEST_DEFAULT if sizes.colorize_baseline else sizes.colorize_shape
+    with tempfile.TemporaryDirectory(prefix="bench-servemem-") as tmp:
+        log("exporting a SavedModel for the serving memory figures")
+        network = model.build_colorizer(1000)
+        export.export_saved_model(colorizer.Colorizer.from_keras(network, embedder(False)), os.path.join(tmp, "1"), "random")
+        keras.backend.clear_session()
+        rng = np.random.default_rng(0)
+        files = {"small": (224, 224), "big": (height, width)}
+        for name, (h, w) in files.items():
+            with open(os.path.join(tmp, f"{name}.jpg"), "wb") as f:
+                f.write(jpeg_bytes(rng, h, w))
+        from PIL import Image
+
+        Image.new("1", (20000, 20000)).save(os.path.join(tmp, "bomb.png"))  # 48 KB of PNG, 400 million pixels
+        peaks, said = {}, {}
+        for name in ("small", "big", "bomb"):
+            photo = os.path.join(tmp, f"{name}.png" if name == "bomb" else f"{name}.jpg")
+            log(f"serving_default on the {name} photo in a fresh process")
+            log_path = os.path.join(tmp, f"log-{name}.txt")
+            peaks[name] = peak_rss("script", SERVE_SCRIPT, [os.path.join(tmp, "1"), photo], log_path)
+            with open(log_path) as f:
+                said[name] = (f.read().strip().splitlines() or ["(nothing)"])[-1]
+    if not said["bomb"].startswith("refused"):
+        raise RuntimeError(f"the 20000x20000 PNG was not refused: {said['bomb']}")
+    per_pixel = (peaks["big"] - peaks["small"]) / (height * width)
+    return [
+        figure(
+            "serving_bomb_memory", "serving a 20000x20000 1-bit PNG (48 KB): refused, peak memory",
+            ("peak RSS, refused with InvalidArgumentError", peaks["bomb"] / MB, "MB"),
+            ("limit 2 GB", BOMB_LIMIT_BYTES / MB, "MB"),
+            goal=("<=", 1.0),
+            note=f"the model alone (a 224x224 JPEG) peaks at {peaks['small'] / MB:.0f} MB; the error: {said['bomb'][9:160]}",
+        ),
+        figure(
+            "serving_bytes_per_pixel", f"serving_default on a {width}x{height} JPEG: bytes per pixel above the model",
+            (f"(peak - peak at 224x224) / pixels, {width}x{height}", per_pixel, "B/px"),
+            ("goal 40 bytes per pixel", BYTES_PER_PIXEL_GOAL, "B/px"),
+            goal=("<=", 1.0),
+            note=(
+                f"peak {peaks['big'] / MB:.0f} MB vs {peaks['small'] / MB:.0f} MB for a 224x224 JPEG, each in a fresh process "
+                "with only TensorFlow; a tiny stand-in embedder (Inception's memory does not grow with the photo)"
+                + ("; the largest photo under the default --max-pixels" if (height, width) == LARGEST_DEFAULT else "")
+            ),
+        ),
     ]
