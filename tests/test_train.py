@@ -1,5 +1,6 @@
 """`python -m koalarization.train`: a run that learns and leaves a complete run dir, resuming a
-killed run, training without validation, the config and its presets, user errors."""
+killed run, training without validation, the config and its presets, user errors. Kill safety,
+Ctrl-C and locks: test_train_safety.py; replicas and workers: test_distribution.py."""
 
 import csv
 import dataclasses
@@ -160,3 +161,24 @@ def test_missing_records_is_a_one_line_error(tmp_path, capsys):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and missing in last and "manifest.json" in last
+
+
+def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
+    """``--help``, argument errors and the run-dir checks come before the slow imports."""
+    code = (
+        "import sys\n"
+        "from koalarization import train\n"
+        "for argv in (['--help'], ['--records', 'r']):\n"
+        "    try:\n"
+        "        train.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"assert train.main(['--records', 'r', '--run-dir', {str(tmp_path / 'file')!r}]) == 3\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    (tmp_path / "file").write_text("not a folder")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage: python -m koalarization.train" in done.stdout
+    assert "the following arguments are required: --run-dir" in done.stderr
+    assert "tensorflow imported: False" in done.stdout
