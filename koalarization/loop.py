@@ -18,6 +18,7 @@ checkpoint, backup) are written by :mod:`koalarization.rundir`, kill-safe.
 
 import math
 import os
+import re
 import sys
 
 from koalarization import quiet_tensorflow  # noqa: E402
@@ -197,15 +198,21 @@ def find_damaged_shard(paths):
             for _ in tf.data.TFRecordDataset(path):
                 pass
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-            return path, error.message.splitlines()[0]
+            return path, _reason(error)
     return None, None
+
+
+def _reason(error):
+    """TensorFlow's message without its graph-node prefix and op suffix: "corrupted record at 6516"."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", text).strip()
 
 
 def damaged_records_message(config, error):
     paths = data.shard_paths(config.records, "train") + data.shard_paths(config.records, "val")
     shard, reason = find_damaged_shard(paths)
     if shard is None:
-        return f"{config.records}: a record could not be read ({error.message.splitlines()[0]})"
+        return f"{config.records}: a record could not be read ({_reason(error)})"
     return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
             f"that built {config.records} plus --resume")
 

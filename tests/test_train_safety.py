@@ -210,7 +210,7 @@ def test_a_corrupted_record_names_its_shard(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"error: {shard}: damaged record") and "--resume" in last
+    assert last.startswith(f"error: {shard}: damaged record (corrupted record at ") and "--resume" in last
 
 
 def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
