@@ -220,7 +220,7 @@ def damaged_records_message(config, error):
 # -- the loop ----------------------------------------------------------------------------------
 def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     """Train from the run's backup (or from scratch) to ``config.epochs``; returns the history.
-    Raises ``RuntimeError`` with a message when the loss became NaN or infinite."""
+    Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
     steps = config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
     train_shards = len(data.shard_paths(config.records, "train"))
     if num_workers(strategy) > 1:
