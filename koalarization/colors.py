@@ -179,12 +179,19 @@ def letterbox(image, size, pad_value=1.0):
     """Fit ``image`` (H, W, C) float into ``size x size``, aspect ratio kept, padding ``pad_value``.
 
     The paper pads with **white**, so for sRGB in [0, 1] the default ``pad_value=1.0`` is white
-    (``tf.image.resize_with_pad`` pads black, which is why this function exists).
+    (``tf.image.resize_with_pad`` pads black, which is why this function exists). ``pad_value=None``
+    repeats the photo's outer rows and columns into the bars instead: what the colorizer is shown
+    at inference, so that it never sees a white bar beside the photo (a trained network pulls the
+    chroma next to white bars towards gray: the bluish-gray border band of issue 11).
     """
     image = tf.convert_to_tensor(image, tf.float32)
     shape = tf.shape(image)
     top, left, new_height, new_width = letterbox_box(shape[0], shape[1], size)
     resized = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear", antialias=True)
+    if pad_value is None:
+        rows = tf.clip_by_value(tf.range(size) - top, 0, new_height - 1)  # (size,) source row of each row
+        columns = tf.clip_by_value(tf.range(size) - left, 0, new_width - 1)  # (size,)
+        return tf.ensure_shape(tf.gather(tf.gather(resized, rows), columns, axis=1), [size, size, image.shape[-1]])
     padded = tf.pad(
         resized - pad_value,
         [[top, size - new_height - top], [left, size - new_width - left], [0, 0]],

@@ -26,8 +26,14 @@ from koalarization import colors
 
 # -- the method ----------------------------------------------------------------------------------
 def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
-    """sRGB (H, W, 3) in [0, 1] -> (l (S, S, 1) scaled, Inception input (299, 299, 3)), as in training."""
-    l = colors.scale_l(colors.rgb_to_luminance(colors.letterbox(rgb, working_size)))  # (S, S, 1)
+    """sRGB (H, W, 3) in [0, 1] -> (l (S, S, 1) scaled, Inception input (299, 299, 3)).
+
+    The colorizer's letterbox repeats the photo's edges into the bars instead of the training's
+    white: the bars are cropped from its prediction anyway, and a network trained with white bars
+    (target ab = 0 there) greys the photo's chroma next to them, a band 5-15% of the short side wide.
+    The Inception input is the builder's own function (white bars, as in training).
+    """
+    l = colors.scale_l(colors.rgb_to_luminance(colors.letterbox(rgb, working_size, pad_value=None)))  # (S, S, 1)
     return l, colors.inception_input(rgb)  # (299, 299, 3) in [-1, 1], the builder's function
 
 
