@@ -1,0 +1,168 @@
+"""colorize, evaluate, export and demo fail well (issue 12): hostile output paths, collisions,
+symlinks, empty inputs, leftovers, unsafe model files. Each case: the exit status, one line on
+stderr, no traceback, and every file that existed before unchanged (checksums).
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from test_colorize import DIM, stand_in_embedder, tinted_colorizer, write_run_dir
+
+from koalarization import colorize, embedding, evaluate, safeio
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return stand_in_embedder(DIM)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_run_dir(tmp_path_factory.mktemp("run"), tinted_colorizer(DIM), embedding_model="synthetic")
+
+
+def picture(path, seed=0, size=(12, 16)):
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(rng.integers(40, 220, (*size, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def checksums(*roots):
+    sums = {}
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    with open(path, "rb") as f:
+                        sums[path] = hashlib.sha256(f.read()).hexdigest()
+    return sums
+
+
+def run_cli(main, argv, capsys, **kwargs):
+    """``main(argv)`` -> (exit status, stderr lines); what it printed is kept in ``run_cli.out``."""
+    code = main(argv, **kwargs)
+    printed = capsys.readouterr()
+    err = [line for line in printed.err.splitlines() if line.strip()]
+    assert not any("Traceback" in line for line in err)
+    run_cli.out = printed.out
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "out",
+    ["FILE", "/sys/koalarization-test", "/etc/hostname/sub", "INPUT", "LINK_TO_INPUT"],
+)
+def test_unusable_output_folder_is_one_line_and_exit_3(out, tmp_path, run_dir, embedder, capsys):
+    inputs = tmp_path / "in"
+    picture(inputs / "x.png")
+    (tmp_path / "file.txt").write_text("keep me")
+    os.symlink(inputs, tmp_path / "link")
+    target = {"FILE": str(tmp_path / "file.txt"), "INPUT": str(inputs), "LINK_TO_INPUT": str(tmp_path / "link")}.get(out, out)
+    before = checksums(tmp_path)
+    code, err = run_cli(colorize.main, [str(inputs), "-o", target, "--model", run_dir, "--overwrite"], capsys, inception=embedder)
+    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and err[0].startswith("error: "), err
+    assert checksums(tmp_path) == before
+
+
+def test_evaluate_output_that_is_a_file(tmp_path, run_dir, capsys):
+    picture(tmp_path / "in" / "x.png")
+    (tmp_path / "report").write_text("keep me")
+    before = checksums(tmp_path)
+    code, err = run_cli(evaluate.main, ["--model", run_dir, "--images", str(tmp_path / "in"), "-o", str(tmp_path / "report")], capsys)
+    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "is an existing file" in err[0]
+    assert checksums(tmp_path) == before
+
+
+def test_an_output_that_links_to_an_input_is_never_written(tmp_path, run_dir, embedder, capsys):
+    source = picture(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(source, out / "x.png")  # out/x.png is the input itself
+    before = checksums(tmp_path / "in")
+    code, _ = run_cli(colorize.main, [source, "-o", str(out), "--model", run_dir, "--overwrite"], capsys, inception=embedder)
+    assert code == 1  # nothing colorized: the only output would have replaced the input
+    assert f"skipped {source}: its output" in run_cli.out and "is one of the inputs" in run_cli.out
+    assert checksums(tmp_path / "in") == before
+
+
+def test_a_panel_name_never_collides_with_another_input(tmp_path, run_dir, embedder, capsys):
+    x, panel_named = picture(tmp_path / "in" / "x.png", 1), picture(tmp_path / "in" / "x_compare.png", 2)
+    argv = [x, panel_named, "-o", str(tmp_path / "out"), "--model", run_dir, "--compare", "--working-size", "32"]
+    code, _ = run_cli(colorize.main, argv, capsys, inception=embedder)
+    assert code == 0
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == ["x.png", "x_compare-png.png", "x_compare-png_compare.png", "x_compare.png"]
+    panel = np.asarray(Image.open(tmp_path / "out" / "x_compare.png"))
+    assert panel.shape[1] > 2 * panel.shape[0]  # x's panel (three tiles), not the colorized x_compare.png
+
+
+def test_output_names_do_not_depend_on_argument_order(tmp_path, run_dir, embedder, capsys):
+    jpg = str(tmp_path / "in" / "a.jpg")
+    picture(tmp_path / "in" / "a.png", 1)
+    Image.fromarray(np.full((10, 10, 3), 120, np.uint8)).save(jpg)
+    results = []
+    for order in ([jpg, str(tmp_path / "in" / "a.png")], [str(tmp_path / "in" / "a.png"), jpg]):
+        out = tmp_path / f"out{len(results)}"
+        run_cli(colorize.main, [*order, "-o", str(out), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
+        results.append({name: np.asarray(Image.open(out / name)).tolist() for name in sorted(os.listdir(out))})
+    assert list(results[0]) == ["a-jpg.png", "a-png.png"]
+    assert results[0] == results[1]
+
+
+@pytest.fixture
+def no_inception(monkeypatch):
+    """Building Inception would fail the test: the reason must come before it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Inception was built")
+
+    monkeypatch.setattr(embedding, "build_inception", refuse)
+
+
+def test_empty_folder_and_missing_input_say_why_before_building_inception(tmp_path, no_inception, capsys):
+    run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(embedding.EMBEDDING_DIM))
+    (tmp_path / "empty").mkdir()
+    for inputs, reason in (([str(tmp_path / "empty")], "no image files found"), ([str(tmp_path / "nope.png")], "no such file")):
+        code = colorize.main([*inputs, "-o", str(tmp_path / "out"), "--model", run_dir])
+        printed = capsys.readouterr()
+        assert code == 1 and reason in printed.out and "Traceback" not in printed.err
+
+
+def test_leftover_temporary_files_are_cleaned(tmp_path, run_dir, embedder, capsys):
+    source = picture(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.png.tmp").write_bytes(b"half a png")  # what a kill left before safeio
+    (out / f".x.png{safeio.TEMP_MARK}99999999-{os.uname().nodename}").write_bytes(b"half")
+    run_cli(colorize.main, [source, "-o", str(out), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
+    assert sorted(os.listdir(out)) == ["x.png"]
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused(tmp_path, capsys):
+    inputs = keras.Input((4,))
+    unsafe = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    unsafe.save(tmp_path / "unsafe.keras")
+    source = picture(tmp_path / "in" / "x.png")
+    code, err = run_cli(colorize.main, [source, "-o", str(tmp_path / "out"), "--model", str(tmp_path / "unsafe.keras")], capsys)
+    assert code == 2 and len(err) == 1 and "cannot load the colorizer" in err[0]
+
+
+@pytest.mark.parametrize("command", ["colorize", "evaluate", "export", "demo"])
+def test_help_and_argument_errors_come_before_tensorflow(command):
+    # TensorFlow made unimportable: --help and a bad argument must still answer.
+    script = (
+        "import runpy, sys; sys.modules['tensorflow'] = None; sys.argv = ['x'] + sys.argv[1:];"
+        f"runpy.run_module('koalarization.{command}', run_name='__main__')"
+    )
+    for argv, code in ((["--help"], 0), (["--no-such-flag"], 2)):
+        result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60)
+        assert result.returncode == code, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
