@@ -80,6 +80,7 @@ FIGURES = (
     (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
     (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),
     (("colorize_memory",), ("colorize a 6000x4000 photo: peak memory",), "memory:colorize_memory"),
+    (("video_speed", "video_memory"), ("video frames/s vs the same frames as photos", "video peak memory"), "video:video_figures"),
     (
         ("serving_bomb_memory", "serving_bytes_per_pixel"),
         ("serving a 20000x20000 1-bit PNG: refused, peak memory", "serving_default: bytes per pixel above the model"),

@@ -77,3 +77,110 @@ def write_clip(path, frames=40, height=48, width=64, cut=None, static=False, gra
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))
     return out
+
+
+def _plan(sizes):
+    """``(speed frames, (long, short) memory frames, memory frame size)`` for FULL, QUICK (rounds == 1) or SMOKE."""
+    if not sizes.real_inception:
+        return 4, (24, 6), (48, 64)
+    if sizes.rounds < 2:
+        return 16, (600, 60), (240, 320)
+    return 48, (3000, 300), (480, 640)
+
+
+def video_speed(sizes, log=print):
+    """Figure: frames/s of the video path on a 640x480 clip vs the same frames as separate PNG photos."""
+    from PIL import Image
+
+    from benchmarks.pipeline import _embedder_name, embedder
+    from koalarization import images, model, video
+    from koalarization.colorizer import Colorizer
+
+    count, _, _ = _plan(sizes)
+    height, width = (480, 640) if sizes.real_inception else (48, 64)
+    colorizer = Colorizer.from_keras(model.build_colorizer(1000), embedder(sizes.real_inception), 224)
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        clip = os.path.join(tmp, "clip.mp4")
+        write_clip(clip, count, height, width, cut=count // 2)
+        photos = []
+        for i, frame in enumerate(video.frames(video.probe(clip))):  # the same decoded frames, as PNG files
+            photos.append(os.path.join(tmp, f"frame-{i:05d}.png"))
+            Image.fromarray(frame[1]).save(photos[-1])
+        config = video.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, "out"), model="-", overwrite=True)
+        os.makedirs(config.out_dir)
+
+        def as_video():
+            video.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
+
+        def as_photos():  # what `colorize` does with each file: read, colorize in batches of 8, write PNG
+            items = ((path, images.read_image(path, as_tensor=True)) for path in photos)
+            for path, _, colorized in colorizer.colorize_stream(items, 8):
+                Image.fromarray(colorized).save(path[:-4] + "-out.png", compress_level=1)
+
+        log(f"video: {count} frames of {width}x{height}, as a video and as PNG photos, {_embedder_name(sizes)}")
+        as_video(), as_photos()  # warm up: both trace the same functions
+        video_s, photos_s = interleaved_medians([as_video, as_photos], sizes.rounds)
+    return [
+        figure(
+            "video_speed", f"colorize a {width}x{height} video: frames/s vs the same frames as photos",
+            ("video frames/s", count / video_s, "frames/s"), ("photo frames/s", count / photos_s, "frames/s"),
+            goal=(">=", 0.9),
+            note=(
+                f"{count} frames with one cut, one Colorizer ({_embedder_name(sizes)}, random colorizer at 224) for both: "
+                f"the video side decodes, detects cuts, smooths and encodes H.264 (crf 18) in chunks and remuxes the "
+                f"audio; the photo side reads PNGs, colorizes in batches of 8 and writes PNGs"
+            ),
+        )
+    ]
+
+
+# Runs `koalarization.video` with a stand-in embedder and a random colorizer at 64: the memory that
+# could grow with the film is the video path's own, not the networks' fixed share.
+MEMORY_SCRIPT = """
+import sys
+import keras
+from koalarization import video
+x = keras.Input((299, 299, 3))
+pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(13)(x))
+stand_in = keras.Model(x, keras.layers.Dense(1000)(pooled))
+sys.exit(video.main(sys.argv[1:], inception=stand_in))
+"""
+
+
+def video_memory(sizes, log=print):
+    """Figure: peak memory of the video command on a long clip vs a ten times shorter one."""
+    import json
+
+    import keras
+
+    from benchmarks.memory import MB, peak_rss
+    from koalarization import model
+
+    _, (long, short), (height, width) = _plan(sizes)
+    with tempfile.TemporaryDirectory(prefix="bench-videomem-") as tmp:
+        run = os.path.join(tmp, "run")
+        os.makedirs(run)
+        model.build_colorizer(1000).save(os.path.join(run, "model.keras"))
+        keras.backend.clear_session()
+        with open(os.path.join(run, "config.json"), "w") as f:
+            json.dump({"records": {"image_size": 64}}, f)
+        peaks = {}
+        for count in (long, short):
+            log(f"video peak memory: {count} frames of {width}x{height} in a fresh process")
+            clip = os.path.join(tmp, f"clip-{count}.mp4")
+            write_clip(clip, count, height, width, cut=count // 2)
+            args = [clip, "-o", os.path.join(tmp, f"out-{count}"), "--model", run]
+            peaks[count] = peak_rss("script", MEMORY_SCRIPT, args, os.path.join(tmp, f"log-{count}.txt"))
+    return [
+        figure(
+            "video_memory", f"video peak memory, {long} frames",
+            (f"peak RSS, {long} frames", peaks[long] / MB, "MB"), (f"peak RSS, {short} frames", peaks[short] / MB, "MB"),
+            goal=("<=", 1.1),
+            note=f"{width}x{height} H.264 clips with AAC audio, chunks of 240 frames, a stand-in embedder; each in a fresh process",
+        )
+    ]
+
+
+def video_figures(sizes, log=print):
+    """Both video figures (one registration in ``benchmarks.__main__.FIGURES``)."""
+    return video_speed(sizes, log) + video_memory(sizes, log)
