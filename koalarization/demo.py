@@ -56,7 +56,7 @@ def _done(output, model_path):
 
 
 def run(config):
-    from koalarization import colorize, embedding, evaluate, export, train
+    from koalarization import colorizing, configs, embedding, evaluation, saved_model, train
     from tfrecords_builder import BuildConfig, build, sample_photo_paths
     from tfrecords_builder.builder import INCEPTION_MODEL
 
@@ -92,16 +92,16 @@ def run(config):
     if _done(os.path.join(export_dir, "saved_model.pb"), model_path):
         print(f"{export_dir} is newer than the model: kept")
     else:
-        export.export_from_path(
-            export.ExportConfig(model=run_dir, out=export_dir, inception_weights=weights, overwrite=True), inception=inception
+        saved_model.export_from_path(
+            configs.ExportConfig(model=run_dir, out=export_dir, inception_weights=weights, overwrite=True), inception=inception
         )
 
     _stage(4, f"colorizing the bundled photos -> {colorized_dir}")
     fresh = not all(
         _done(os.path.join(colorized_dir, os.path.splitext(os.path.basename(p))[0] + ".png"), model_path) for p in photos
     )
-    colorize.colorize_files(  # existing outputs newer than the model are kept (said per photo)
-        colorize.ColorizeConfig(
+    colorizing.colorize_files(  # existing outputs newer than the model are kept (said per photo)
+        configs.ColorizeConfig(
             inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=fresh, inception_weights=weights,
         ),
         inception=inception,
@@ -114,11 +114,11 @@ def run(config):
         with open(os.path.join(eval_dir, "metrics.md")) as f:
             print(f.read())
     else:
-        report = evaluate.evaluate(
-            evaluate.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos), inception_weights=weights),
+        report = evaluation.evaluate(
+            configs.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos), inception_weights=weights),
             inception=inception,
         )
-        print(evaluate.markdown_table(report))
+        print(evaluation.markdown_table(report))
 
     _stage(6, "comparison picture")
     picture = comparison_picture(photos, colorized_dir, os.path.join(out, "comparison.png"))

@@ -32,24 +32,7 @@ import json
 import sys
 
 from koalarization import options, safeio
-
-@dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
-    model: str  # run dir, .keras file or SavedModel dir
-    out_dir: str
-    records: str | None = None  # records dir to evaluate (with split) ...
-    split: str = "val"
-    images: tuple[str, ...] = ()  # ... or image files / folders / globs
-    batch_size: int = 16
-    max_examples: int = 0  # 0 = all
-    max_side: int = 0  # --images: larger photos are shrunk to this longer side before colorizing (0: never)
-    working_size: int | None = None  # --images: network size; default: the training image size
-    inception_weights: str | None = None  # --images: imagenet | random | PATH; default: as in training
-    mean_ab_records: str | None = None  # records whose train split gives the mean-ab baseline
-    mean_ab_examples: int = 2000  # how many training examples to average for it (0 = all)
-    grid_rows: int = 3  # best and worst images shown in best_worst.png (each)
-    verbose: bool = False
-
+from koalarization.configs import EvaluateConfig
 
 # -- command line ------------------------------------------------------------------------------
 def parse_args(argv=None):

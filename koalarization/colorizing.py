@@ -1,0 +1,161 @@
+"""Colorizing files and folders into an output folder: the work of ``python -m koalarization.colorize``
+(see that module for the behaviour), as a library for the CLI, the demo and the notebooks.
+
+Output names are planned from the whole input set and the output folder checked before any model
+is loaded; the model is a :class:`koalarization.colorizer.Colorizer`. Light to import: TensorFlow
+comes with the colorizer, after the paths are checked.
+"""
+
+
+import dataclasses
+import os
+import re
+import sys
+
+from koalarization import images, safeio
+from koalarization.configs import ColorizeConfig  # noqa: F401  (the config colorize_files takes)
+
+COMPARE_SUFFIX = "_compare"
+OLD_TEMPORARY = re.compile(r".+\.png\.tmp$")  # what versions before safeio left after a kill
+
+
+@dataclasses.dataclass
+class Summary:
+    colorized: list = dataclasses.field(default_factory=list)  # output paths written
+    existing: list = dataclasses.field(default_factory=list)  # outputs kept as they were
+    failed: list = dataclasses.field(default_factory=list)  # (input path, reason)
+
+
+# -- files -----------------------------------------------------------------------------------------
+def plan_outputs(inputs, out_dir, compare=False):
+    """``(jobs, missing)``: jobs are ``(input path, output stem under out_dir)``; missing ``(input, reason)``.
+
+    Names come from the whole set (sorted), so they do not depend on argument order: stems that
+    collide (``a.jpg``, ``a.png``) all keep their extension (``a-jpg``, ``a-png``); with ``compare``,
+    an input named like another's panel (``x_compare.png`` beside ``x.png``) keeps its extension too.
+    """
+    found, missing = {}, []
+    out_real = os.path.realpath(out_dir)
+    for item in inputs:
+        try:
+            paths = images.find_images([item])
+        except FileNotFoundError:
+            missing.append((item, "no such file, folder or matching glob"))
+            continue
+        for path in paths:
+            if os.path.realpath(path).startswith(out_real + os.sep):
+                continue  # never colorize our own outputs
+            relative = os.path.relpath(path, item) if os.path.isdir(item) else os.path.basename(path)
+            found.setdefault(os.path.realpath(path), (path, relative))
+    entries = sorted(found.values(), key=lambda entry: (entry[1], entry[0]))
+    stems = [os.path.splitext(relative)[0] for _, relative in entries]
+    with_ext = [f"{stem}-{os.path.splitext(rel)[1].lstrip('.').lower() or 'noext'}" for stem, (_, rel) in zip(stems, entries)]
+    counts = _counts(stem.lower() for stem in stems)
+    names = [full if counts[stem.lower()] > 1 else stem for stem, full in zip(stems, with_ext)]
+    if compare:
+        plain = {name.lower() for name in names}
+        names = [
+            full if name.endswith(COMPARE_SUFFIX) and name[: -len(COMPARE_SUFFIX)].lower() in plain else name
+            for name, full in zip(names, with_ext)
+        ]
+    taken, jobs = set(), []
+    for (path, _), name in zip(entries, names):
+        candidate, n = name, 2
+        while candidate.lower() in taken:  # what is left: a file really named a-jpg.png beside a.jpg and a.png
+            candidate, n = f"{name}-{n}", n + 1
+        taken.add(candidate.lower())
+        jobs.append((path, candidate))
+    return jobs, missing
+
+
+def _counts(values):
+    counts = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _save_png(array, path, inputs_real):
+    """Write ``array`` (uint8 (H, W, 3)) to ``path`` atomically; never over one of the inputs."""
+    from PIL import Image
+
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    if os.path.realpath(path) in inputs_real or (os.path.exists(path) and any(safeio.same_file(path, s) for s in inputs_real)):
+        raise safeio.OutputPathError(f"{path}: is one of the inputs (through a link); not overwritten")
+    with safeio.atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def colorize_files(config, inception=None, log=print):
+    """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
+
+    Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
+    Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
+    """
+    if config.batch_size < 1:
+        raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+    input_folders = [item for item in config.inputs if os.path.isdir(item)]
+    safeio.check_output_dir(config.out_dir, input_folders)
+    from koalarization.colorizer import Colorizer, resolve_model
+
+    resolve_model(config.model)  # a missing or unusable --model is said before anything else
+    jobs, missing = plan_outputs(config.inputs, config.out_dir, config.compare)
+    summary = Summary(failed=list(missing))
+    for path, reason in missing:
+        log(f"skipped {path}: {reason}")
+    inputs_real = {os.path.realpath(path) for path, _ in jobs}
+    todo = []
+    for path, stem in jobs:
+        out = os.path.join(config.out_dir, stem)
+        if os.path.realpath(out + ".png") in inputs_real or (config.compare and os.path.realpath(out + "_compare.png") in inputs_real):
+            summary.failed.append((path, f"its output {out}.png is one of the inputs (through a link); not overwritten"))
+            log(f"skipped {path}: its output {out}.png is one of the inputs (through a link); not overwritten")
+        elif os.path.exists(out + ".png") and not config.overwrite:
+            summary.existing.append(out + ".png")
+            log(f"kept {out}.png: already exists (pass --overwrite to replace it)")
+        else:
+            todo.append((path, out))
+    if not todo:
+        if not jobs and not summary.failed:
+            log(f"nothing to colorize: no image files found in {' '.join(config.inputs)}")
+        log(_summary_line(summary, config.out_dir))
+        return summary
+    for folder in sorted({os.path.dirname(out) for _, out in todo}):  # leftovers of a killed run
+        safeio.clean_temporaries(folder, [OLD_TEMPORARY])
+
+    from tqdm import tqdm
+
+    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log)
+
+    def readable():
+        for path, out in todo:
+            try:
+                yield (path, out), images.read_image(path, config.max_pixels, as_tensor=True)
+            except images.ImageError as error:
+                summary.failed.append((error.path, error.reason))
+                progress.write(f"skipped {error}")
+                progress.update()
+
+    with tqdm(total=len(todo), desc="colorizing", unit="image", file=sys.stderr, disable=None) as progress:
+        for (path, out), rgb, colorized in colorizer.colorize_stream(readable(), config.batch_size):
+            if isinstance(colorized, Exception):
+                summary.failed.append((path, f"colorization failed: {colorized.__class__.__name__}"))
+                progress.write(f"skipped {path}: colorization failed ({colorized.__class__.__name__})")
+            else:
+                try:
+                    _save_png(colorized, out + ".png", inputs_real)
+                    if config.compare:
+                        from koalarization import plots
+
+                        _save_png(plots.comparison_strip(rgb.numpy(), colorized), out + COMPARE_SUFFIX + ".png", inputs_real)
+                except OSError as error:  # disk full, permission: nothing after this would work either
+                    raise safeio.OutputPathError(safeio.describe_os_error(out + ".png", error)) from None
+                summary.colorized.append(out + ".png")
+            progress.update()
+    log(_summary_line(summary, config.out_dir))
+    return summary
+
+
+def _summary_line(summary, out_dir):
+    return f"colorized {len(summary.colorized)}, kept {len(summary.existing)} existing, failed {len(summary.failed)} -> {out_dir}"

@@ -1,0 +1,151 @@
+"""Writing the SavedModel of a :class:`koalarization.colorizer.Colorizer`: the work of
+``python -m koalarization.export`` (see that module for the signatures), as a library for the CLI,
+``train`` and the demo. Light to import: TensorFlow is imported by the functions.
+"""
+
+
+import json
+import os
+import shutil
+import tempfile
+
+import koalarization
+from koalarization import images
+from koalarization.configs import ExportConfig  # noqa: F401  (the config export_from_path takes)
+
+SIGNATURES = ("serving_default", "colorize_lab", "embed")
+
+
+def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
+    """A ``tf.Module`` holding the variables of both networks and the three signature functions.
+
+    ``colorizer``: a :class:`~koalarization.colorizer.Colorizer` loaded from Keras. ``serving_default``
+    is :meth:`Colorizer.colorize_encoded` traced with the module's two network functions.
+    """
+    import tensorflow as tf
+
+    from koalarization import colors, inference
+
+    network, inception = colorizer.networks
+    module = tf.Module(name="koalarization")
+    # Only the variables are tracked (as keras.export.ExportArchive does), never the Keras objects,
+    # so that loading needs no Keras.
+    module.colorizer_variables = list(network.variables)
+    module.inception_variables = list(inception.variables)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 1], tf.float32, name="l"),
+            tf.TensorSpec([None, colorizer.embedding_dim], tf.float32, name="embedding"),
+        ]
+    )
+    def colorize_lab(l, embedding):
+        with tf.control_dependencies([inference.check_lab_shape(l)]):
+            return {"ab": network({"l": l, "embedding": embedding}, training=False)}  # (B, H, W, 2)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32, name="inception_input")]
+    )
+    def embed(inception_input):
+        return {"embedding": inception(inception_input, training=False)}  # (B, D)
+
+    # serving_default runs the same method through the two functions above: each network traced once.
+    served = type(colorizer)(
+        lambda l, e: colorize_lab(l, e)["ab"], lambda gray: embed(gray)["embedding"], colorizer.working_size, colorizer.embedding_dim
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(image_bytes):
+        indices = tf.range(tf.shape(image_bytes)[0])
+
+        def one(args):
+            index, data = args
+            return served.colorize_encoded(data, max_pixels, name=tf.strings.format("image_bytes[{}]", [index]))
+
+        return {"colorized_bytes": tf.map_fn(one, (indices, image_bytes), fn_output_signature=tf.string, parallel_iterations=1)}
+
+    module.serve, module.colorize_lab, module.embed = serve, colorize_lab, embed
+    return module
+
+
+def export_saved_model(
+    colorizer,
+    out_dir,
+    inception_weights="imagenet",
+    inception=None,
+    working_size=None,
+    config=None,
+    overwrite=False,
+    max_pixels=images.DEFAULT_MAX_PIXELS,
+):
+    """Write the SavedModel of ``colorizer`` (a :class:`~koalarization.colorizer.Colorizer` from Keras,
+    or a Keras network with ``inception``) to ``out_dir``; returns ``out_dir``.
+
+    ``inception``: with a Keras network, an already built embedder ((B, 299, 299, 3) -> (B, D)); when
+    None it is built with ``inception_weights`` ("imagenet", "random" or a weights file). ``config``:
+    the training config, written to ``export.json``. Raises ``FileExistsError`` for a non-empty
+    ``out_dir`` unless ``overwrite``.
+    """
+    import tensorflow as tf
+
+    from koalarization import colors, embedding
+    from koalarization.colorizer import EXPORT_INFO_NAME, Colorizer
+
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    if not isinstance(colorizer, Colorizer):
+        if inception is None:
+            inception = embedding.build_inception(inception_weights)
+        colorizer = Colorizer.from_keras(colorizer, inception, working_size or colors.IMAGE_SIZE, config=config)
+    if colorizer.networks is None:
+        raise ValueError(f"{colorizer.source}: already a SavedModel; export takes a run dir or a .keras file")
+    inception = colorizer.networks[1]
+    config = config if config is not None else colorizer.config
+
+    module = build_module(colorizer, max_pixels)
+    signatures = {"serving_default": module.serve, "colorize_lab": module.colorize_lab, "embed": module.embed}
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        weights = inception_weights if isinstance(inception_weights, dict) else embedding.describe_weights(inception_weights)
+        info = {
+            "koalarization_version": koalarization.__version__,
+            "working_size": colorizer.working_size,
+            "max_pixels": max_pixels,
+            "inception": {"model": inception.name, "weights": weights, "dim": colorizer.embedding_dim, "input_size": colors.INCEPTION_SIZE},
+            "signatures": {
+                "serving_default": "image_bytes string[B] (JPEG/PNG/GIF/BMP/WebP) -> colorized_bytes string[B] (PNG, same size)",
+                "colorize_lab": "l float[B,H,W,1] (L/50-1, H and W multiples of 8), embedding float[B,D] -> ab float[B,H,W,2] (ab/127)",
+                "embed": "inception_input float[B,299,299,3] (luma in [-1,1]) -> embedding float[B,D]",
+            },
+            "config": config,
+        }
+        with open(os.path.join(staging, EXPORT_INFO_NAME), "w") as f:
+            json.dump(info, f, indent=2, default=str)
+        os.chmod(staging, 0o755)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def export_from_path(config, inception=None, log=print):
+    """Load ``config.model`` (run dir or .keras) as a Colorizer, with the Inception weights of its run, and export."""
+    from koalarization.colorizer import Colorizer, ModelError, resolve_model, embedding_facts, weights_from_facts
+
+    kind, model_path, run_config = resolve_model(config.model)
+    if kind != "keras":
+        raise ModelError(f"{config.model}: already a SavedModel; export takes a run dir or a .keras file")
+    weights = config.inception_weights or weights_from_facts(embedding_facts(run_config)) or "imagenet"
+    colorizer = Colorizer.load(config.model, inception, weights, config.working_size, log=log)
+    log(f"exporting {model_path} with Inception weights '{weights}', working size {colorizer.working_size} -> {config.out}")
+    out = export_saved_model(colorizer, config.out, weights, config=run_config, overwrite=config.overwrite, max_pixels=config.max_pixels)
+    log(f"wrote {out} (signatures: {', '.join(SIGNATURES)})")
+    return out
