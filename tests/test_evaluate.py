@@ -166,3 +166,32 @@ def test_cli_errors_name_the_problem(synthetic_records, tiny_model, tmp_path, ca
     assert "expects 17-d embeddings but" in error_of(["--model", wide, "--records", synthetic_records])
     with pytest.raises(SystemExit):  # argparse: --records or --images is required
         evaluate.main(["--model", tiny_model, "-o", str(tmp_path / "o")])
+
+
+def test_mean_ab_baseline_is_a_uniform_sample_of_the_train_split(tmp_path):
+    from conftest import write_synthetic_records
+
+    from koalarization import evaluation
+
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=12, n_val=0, shards=3)  # shard s holds train/s, train/s+3, ...
+    keys = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 4, 2) for k in batch["key"]]
+    assert len(keys) == 4
+    # every 3rd example over the shards in order: one from each shard, not the first 4 of the first shard
+    shards = {int(k.split("/")[1]) % 3 for k in keys}
+    assert shards == {0, 1, 2}
+    everything = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 0, 5) for k in batch["key"]]
+    assert sorted(everything) == sorted(f"train/{i}" for i in range(12))
+
+
+def test_training_panel_is_gray_prediction_truth():
+    from koalarization import plots
+
+    rng = np.random.default_rng(0)
+    l = rng.uniform(-0.5, 0.5, (2, 8, 8, 1)).astype(np.float32)
+    truth = np.full((2, 8, 8, 2), 0.2, np.float32)
+    panel = plots.sample_panel(l, np.zeros_like(truth), truth).numpy()  # prediction: gray
+    assert panel.shape == (16, 24, 3)
+    gray, prediction, original = panel[:, :8], panel[:, 8:16], panel[:, 16:]
+    np.testing.assert_allclose(gray, prediction, atol=2e-3)  # a gray prediction looks like the gray input
+    assert np.ptp(gray, axis=-1).max() < 2e-3 and np.ptp(original, axis=-1).min() > 0.02
