@@ -27,7 +27,7 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from koalarization import data, plots, records, rundir, safeio  # noqa: E402
+from koalarization import data, plots, safeio  # noqa: E402
 
 SUM = tf.distribute.ReduceOp.SUM
 HEARTBEAT_TIMEOUT_MS = 120_000  # a worker busy on a loaded machine is not a dead one

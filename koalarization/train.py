@@ -27,7 +27,6 @@ mean over the global batch). With ``multi_worker`` only the chief (task ``chief`
 """
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
