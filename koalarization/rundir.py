@@ -208,6 +208,9 @@ class Run:
         save_model(model, self.path(MODEL))
 
     def close(self):
-        """The run is complete: remove the backup."""
+        """The run is complete: remove the backup, in one rename (a kill while deleting it must not
+        leave half a backup that the next run would try to resume from)."""
+        doomed = safeio.temporary_name(self.path(BACKUP_DIR))  # cleaned by the next run if killed now
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.path(BACKUP_DIR))
+            os.replace(self.path(BACKUP_DIR), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
