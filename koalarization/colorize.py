@@ -64,12 +64,7 @@ def main(argv=None, inception=None):
     return 0 if summary.colorized or summary.existing else 1
 
 
-def __getattr__(name):
-    """``colorize.colorize_files``, ``colorize.ColorizeConfig``... live in :mod:`koalarization.colorizing`."""
-    try:
-        return getattr(colorizing, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = options.forwarding(__name__, "koalarization.colorizing")  # e.g. colorize.colorize_files
 
 
 if __name__ == "__main__":

@@ -99,15 +99,7 @@ def main(argv=None):
     return 0
 
 
-def __getattr__(name):
-    """``evaluate.evaluate``, ``evaluate.score_image``, ``evaluate.markdown_table``... live in
-    :mod:`koalarization.evaluation` (TensorFlow), imported on first use."""
-    from koalarization import evaluation
-
-    try:
-        return getattr(evaluation, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = options.forwarding(__name__, "koalarization.evaluation")  # e.g. evaluate.evaluate
 
 
 if __name__ == "__main__":

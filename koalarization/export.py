@@ -60,12 +60,7 @@ def main(argv=None):
     return 0
 
 
-def __getattr__(name):
-    """``export.export_from_path``, ``export.ExportConfig``... live in :mod:`koalarization.saved_model`."""
-    try:
-        return getattr(saved_model, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = options.forwarding(__name__, "koalarization.saved_model")  # e.g. export.export_from_path
 
 
 if __name__ == "__main__":

@@ -12,19 +12,9 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from test_colorize import DIM, stand_in_embedder, tinted_colorizer, write_run_dir
+from test_colorize import DIM, embedder, run_dir, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
 
 from koalarization import colorize, embedding, evaluate, safeio
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return stand_in_embedder(DIM)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_run_dir(tmp_path_factory.mktemp("run"), tinted_colorizer(DIM), embedding_model="synthetic")
 
 
 def picture(path, seed=0, size=(12, 16)):

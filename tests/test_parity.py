@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from test_colorize import DIM, stand_in_embedder, tinted_colorizer, write_run_dir
+from test_colorize import DIM, embedder, run_dir  # noqa: F401  (fixtures)
 
 from koalarization import colorize, colorizer, evaluate, export, images, metrics
 
@@ -54,16 +54,6 @@ def corpus(tmp_path_factory):
     for name, (image, options) in files.items():
         image.save(root / name, **options)
     return str(root)
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return stand_in_embedder(DIM)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_run_dir(tmp_path_factory.mktemp("run"), tinted_colorizer(DIM), embedding_model="synthetic")
 
 
 @pytest.fixture(scope="module")
