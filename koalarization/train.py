@@ -208,7 +208,7 @@ def _train(config, chief, callbacks, log):
 def export_run(run_dir, manifest, log):
     """Export ``run_dir/saved_model/1`` for TF Serving, when the records hold Inception embeddings.
     A failure (e.g. no Inception weights offline) is one line: the run itself is complete."""
-    from koalarization import embedding, export
+    from koalarization import embedding, saved_model
 
     facts = manifest["embedding"]
     if facts.get("dim") != embedding.EMBEDDING_DIM or facts.get("weights", {}).get("source") not in ("imagenet", "random", "file"):
@@ -216,10 +216,10 @@ def export_run(run_dir, manifest, log):
         return None
     out = os.path.join(run_dir, "saved_model", "1")
     try:
-        return export.export_from_path(export.ExportConfig(model=run_dir, out=out, overwrite=True), log=log)
+        return saved_model.export_from_path(saved_model.ExportConfig(model=run_dir, out=out, overwrite=True), log=log)
     except Exception as error:  # noqa: BLE001  (the model is saved; the export can be redone alone)
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        log(f"Not exported ({reason}); the run is complete. Export later: python -m koalarization.export --model {run_dir} --out {out}")
+        log(f"Not exported ({reason}); the run is complete. Export later: python -m koalarization.export --model {run_dir} --out {out} --overwrite")
         return None
 
 

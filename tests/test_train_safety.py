@@ -214,7 +214,7 @@ def test_a_corrupted_record_names_its_shard(tmp_path, capsys):
 
 
 def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
-    from koalarization import embedding, export
+    from koalarization import embedding, saved_model
 
     records_dir = str(tmp_path / "records")  # Inception-sized embeddings: training exports at the end
     write_synthetic_records(records_dir, n_train=4, n_val=2, image_size=32, dim=embedding.EMBEDDING_DIM)
@@ -222,7 +222,7 @@ def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
     def offline(*args, **kwargs):
         raise OSError("Inception-ResNet-v2 ImageNet weights: download failed (no network)")
 
-    monkeypatch.setattr(export, "export_from_path", offline)
+    monkeypatch.setattr(saved_model, "export_from_path", offline)
     run_dir = str(tmp_path / "run")
     assert main(flags(records_dir, run_dir, epochs=1)) == 0
     captured = capsys.readouterr()
