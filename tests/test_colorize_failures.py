@@ -156,3 +156,37 @@ def test_help_and_argument_errors_come_before_tensorflow(command):
         result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60)
         assert result.returncode == code, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_one_line_and_exit_3(tmp_path, run_dir, embedder, capsys, monkeypatch):
+    import errno
+
+    from PIL import Image as PILImage
+
+    def full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    source = picture(tmp_path / "in" / "x.png")
+    monkeypatch.setattr(PILImage.Image, "save", full)
+    code, err = run_cli(colorize.main, [source, "-o", str(tmp_path / "out"), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
+    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "no space left on the device" in err[0]
+    assert os.listdir(tmp_path / "out") == []  # no half-written file left
+
+
+def test_batches_are_bounded_by_pixels_not_only_by_count():
+    import tensorflow as tf
+
+    from koalarization.colorizer import Colorizer
+
+    seen = []
+
+    class Counting(Colorizer):
+        def colorize(self, rgbs):
+            seen.append([int(np.prod(rgb.shape[:2])) for rgb in rgbs])
+            return [tf.zeros((*rgb.shape[:2], 3), tf.uint8) for rgb in rgbs]
+
+    counting = Counting(None, None, 32, DIM)
+    photos = [(i, np.zeros(shape + (3,), np.float32)) for i, shape in enumerate([(10, 10), (10, 10), (100, 100), (10, 10)])]
+    results = list(counting.colorize_stream(photos, batch_size=8, batch_pixels=500))
+    assert [key for key, _, _ in results] == [0, 1, 2, 3]
+    assert seen == [[100, 100], [10000], [100]]  # the big photo alone, the others together
