@@ -86,6 +86,9 @@ def test_notebooks_run_in_order(tmp_path):
         report = json.load(f)
     assert report["examples"] == 2 and set(report["mean"]) == {"model", "gray", "mean_ab"}
     assert "train split" in report["mean_ab"]["from"]
+    # the photos are the bundled samples the records were built from: each says whether it was trained on
+    assert all(isinstance(img["seen_in_training"], bool) for img in report["images"]) and report["seen_in_training"] >= 0
+    assert "were in the training split" in open(os.path.join(work, "evaluation", "metrics.md")).read()
     assert not os.path.exists(os.path.join(work, "export")), "03 should serve the run's own export, not export again"
     last_cell_pngs = [o for o in third.cells[-1].outputs if "image/png" in o.get("data", {})]
     assert len(last_cell_pngs) == 2, "03: the served colorizations are missing"
