@@ -119,14 +119,15 @@ def video_speed(sizes, log=print):
 
         log(f"video: {count} frames of {width}x{height}, as a video and as PNG photos, {_embedder_name(sizes)}")
         as_video(), as_photos()  # warm up: both trace the same functions
-        video_s, photos_s = interleaved_medians([as_video, as_photos], sizes.rounds)
+        repeats = max(3, sizes.rounds)  # each side is seconds long: three medians steady it on a shared machine
+        video_s, photos_s = interleaved_medians([as_video, as_photos], repeats)
     return [
         figure(
             "video_speed", f"colorize a {width}x{height} video: frames/s vs the same frames as photos",
             ("video frames/s", count / video_s, "frames/s"), ("photo frames/s", count / photos_s, "frames/s"),
             goal=(">=", 0.9),
             note=(
-                f"{count} frames with one cut, one Colorizer ({_embedder_name(sizes)}, random colorizer at 224) for both: "
+                f"{count} frames with one cut, median of {repeats} interleaved runs each, one Colorizer ({_embedder_name(sizes)}, random colorizer at 224) for both: "
                 f"the video side decodes, detects cuts, smooths and encodes H.264 (crf 18) in chunks and remuxes the "
                 f"audio; the photo side reads PNGs, colorizes in batches of 8 and writes PNGs"
             ),
@@ -184,3 +185,64 @@ def video_memory(sizes, log=print):
 def video_figures(sizes, log=print):
     """Both video figures (one registration in ``benchmarks.__main__.FIGURES``)."""
     return video_speed(sizes, log) + video_memory(sizes, log)
+
+
+# -- the README's strip of frames ---------------------------------------------------------------------
+def luminance_colorizer(dim, gain=(0.35, -0.3), bias=(0.1, 0.15)):
+    """A tiny colorizer network (the real FusionLayer, then one 1x1 convolution) whose ab follows the
+    luminance: a from bright, b from dark. Grain and exposure flicker make its colour flicker frame by
+    frame, and two shots of different tones get different colours (what the video tests need)."""
+    import keras
+
+    from koalarization import model
+
+    l = keras.Input((None, None, 1), name="l")
+    embedding = keras.Input((dim,), name="embedding")
+    conv = keras.layers.Conv2D(2, 1, activation="tanh", name="ab")
+    network = keras.Model({"l": l, "embedding": embedding}, conv(model.FusionLayer()([l, embedding])))
+    kernel = np.zeros((1, 1, 1 + dim, 2), np.float32)
+    kernel[0, 0, 0] = gain
+    kernel[0, 0, 1:] = np.random.default_rng(0).normal(0.0, 0.05, (dim, 2))
+    conv.set_weights([kernel, np.array(bias, np.float32)])
+    return network
+
+
+def stand_in_embedder(dim):
+    """Mean gray x a fixed (seeded) matrix: an embedder of Inception's interface, the same in every process."""
+    import keras
+
+    gray = keras.Input((299, 299, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(8)(gray))  # (B, 3)
+    return keras.Model(gray, keras.layers.Dense(dim, kernel_initializer=keras.initializers.RandomNormal(seed=0))(pooled))
+
+
+def write_strip(path, columns=(17, 18, 19, 20, 21, 22), height=96, width=128):
+    """PNG: the luminance the network sees | colour frame by frame | steadied colour, for frames around a cut (20)."""
+    from PIL import Image
+
+    from koalarization import video
+    from koalarization.colorizer import Colorizer
+
+    colorizer = Colorizer.from_keras(luminance_colorizer(16), stand_in_embedder(16), 32)
+    with tempfile.TemporaryDirectory(prefix="video-strip-") as tmp:
+        clip = os.path.join(tmp, "clip.mp4")
+        write_clip(clip, 24, height, width, cut=20, grain=2.0, exposure=0.05)
+        rows = [[np.repeat(np.round(f @ np.float32([0.299, 0.587, 0.114]))[..., None].astype(np.uint8), 3, -1)
+                 for i, (_, f) in enumerate(video.frames(video.probe(clip))) if i in columns]]  # fmt: skip
+        for smoothing in (0.0, video.VideoConfig.smoothing):
+            config = video.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, f"out{smoothing}"), model="-", smoothing=smoothing)
+            os.makedirs(config.out_dir)
+            out = video.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
+            rows.append([f for i, (_, f) in enumerate(video.frames(video.probe(out))) if i in columns])
+    gap = np.full((height, 2, 3), 255, np.uint8)
+    lines = [np.concatenate([x for f in row for x in (f, gap)][:-1], axis=1) for row in rows]
+    rule = np.full((2, lines[0].shape[1], 3), 255, np.uint8)
+    strip = np.concatenate([x for line in lines for x in (line, rule)][:-1], axis=0)
+    Image.fromarray(strip).save(path, optimize=True)
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_strip(sys.argv[1] if len(sys.argv) > 1 else "notebooks/figures/video_strip.png"))
