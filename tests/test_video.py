@@ -2,9 +2,10 @@
 
 The clips are written here with PyAV (benchmarks/video.py: a moving gradient and a moving disc,
 one hard cut, AAC audio). The colorizer is a tiny network whose ab follows the luminance
-(``tanh(1.2 l + ...)``, so film grain makes per-frame colour flicker and two shots of different
-tones get different colours) with the same FusionLayer as the real one; the embedder is a
-stand-in (mean gray x a fixed matrix), saved to files so a killed subprocess loads the same.
+(``benchmarks.video.luminance_colorizer``: grain and exposure flicker make its per-frame colour
+flicker, and two shots of different tones get different colours) with the same FusionLayer as the
+real one; the embedder is a stand-in (mean gray x a fixed matrix), both saved to files so a killed
+subprocess loads the same.
 """
 
 import json
@@ -18,8 +19,8 @@ import numpy as np
 import pytest
 from skimage import color
 
-from benchmarks.video import write_clip
-from koalarization import model, video
+from benchmarks.video import luminance_colorizer, stand_in_embedder, write_clip
+from koalarization import video
 from koalarization.colorizer import Colorizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,31 +29,13 @@ FRAMES, HEIGHT, WIDTH, CUT = 40, 48, 64, 20
 CHUNK = 16  # chunks of 16, 16, 8 frames: chunk boundaries inside both shots
 
 
-def tiny_colorizer(dim):
-    l = keras.Input((None, None, 1), name="l")
-    embedding = keras.Input((dim,), name="embedding")
-    conv = keras.layers.Conv2D(2, 1, activation="tanh", name="ab")
-    network = keras.Model({"l": l, "embedding": embedding}, conv(model.FusionLayer()([l, embedding])))
-    kernel = np.zeros((1, 1, 1 + dim, 2), np.float32)
-    kernel[0, 0, 0] = (0.35, -0.3)  # a from bright, b from dark: moderate colours, as a trained model gives
-    kernel[0, 0, 1:] = np.random.default_rng(0).normal(0.0, 0.05, (dim, 2))
-    conv.set_weights([kernel, np.array([0.1, 0.15], np.float32)])
-    return network
-
-
-def stand_in_embedder(dim):
-    gray = keras.Input((299, 299, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(8)(gray))  # (B, 3)
-    return keras.Model(gray, keras.layers.Dense(dim, kernel_initializer=keras.initializers.RandomNormal(seed=0))(pooled))
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """(run dir, embedder .keras path)."""
     root = tmp_path_factory.mktemp("video_model")
     run = root / "run"
     run.mkdir()
-    tiny_colorizer(DIM).save(str(run / "model.keras"))
+    luminance_colorizer(DIM).save(str(run / "model.keras"))
     config = {"records": {"image_size": 32, "embedding": {"model": "synthetic", "weights": {"source": "random"}, "dim": DIM}}}
     (run / "config.json").write_text(json.dumps(config))
     embedder = str(root / "embedder.keras")
