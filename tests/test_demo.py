@@ -1,0 +1,26 @@
+"""`python -m koalarization.demo` resumes every stage (issue 12): a second run redoes nothing, and its
+evaluation says which photos the model was trained on. A stand-in replaces Inception-ResNet-v2."""
+
+import os
+
+from test_colorize import stand_in_embedder
+
+from koalarization import demo, embedding
+
+
+def test_a_second_run_keeps_every_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(1000, name="inception_resnet_v2"))
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--inception-weights", "random"]) == 0
+    first = capsys.readouterr().out
+    outputs = [out / "run" / "model.keras", out / "models" / "koalarization" / "1" / "saved_model.pb", out / "evaluation" / "metrics.json"]
+    outputs += sorted((out / "colorized").glob("*.png"))
+    stamps = {path: os.stat(path).st_mtime_ns for path in outputs}
+    assert len(stamps) > 3 and "were in the training split" in first
+
+    assert demo.main(["--out", str(out), "--inception-weights", "random"]) == 0
+    second = capsys.readouterr().out
+    assert {path: os.stat(path).st_mtime_ns for path in outputs} == stamps  # nothing redone
+    assert "training already done" in second and "newer than the model: kept" in second
+    assert "colorized 0, kept" in second
+    assert "scores measure fit, not generalisation" in second
