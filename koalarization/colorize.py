@@ -17,6 +17,9 @@ Unreadable files are reported (path and reason) and skipped; existing outputs ar
 ``--overwrite``. Exit status: 0 when at least one image was colorized or already done, 1 when
 nothing could be colorized (with the reason), 2 for a bad command line or model, 3 for an output
 folder that cannot be used (checked before any model is loaded).
+
+Videos (``colorize film.mp4 -o out/ --model runs/smoke``) are handed to :mod:`koalarization.video`,
+whose flags and exit statuses then apply.
 """
 
 import argparse
@@ -24,13 +27,14 @@ import dataclasses
 import json
 import sys
 
-from koalarization import colorizing, options, safeio
+from koalarization import colorizing, options, safeio, video
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m koalarization.colorize",
-        description="Colorize photos of any size; outputs keep the input's size and full-resolution luminance.",
+        description="Colorize photos of any size; outputs keep the input's size and full-resolution luminance. "
+        "Videos (.mp4, .mov, .mkv, .avi, .webm, ...) are colorized by python -m koalarization.video (see its --help).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs (created if needed)")
@@ -47,6 +51,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None, inception=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(video.is_video(arg) for arg in argv if not arg.startswith("-")):  # films: koalarization.video's command line
+        return video.main(argv, inception=inception)
     config = parse_args(argv)
     print(json.dumps(dataclasses.asdict(config)))
     try:
