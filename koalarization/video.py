@@ -42,9 +42,9 @@ import sys
 
 import numpy as np
 
-from koalarization import options, safeio
+from koalarization import images, options, safeio
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp", ".ogv", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp", ".ogv")  # not .gif: a photo for colorize
 HISTOGRAM_BINS = 32
 MOTION_L = 12.0  # Lab L units of (blurred) change at which a pixel's ab is no longer smoothed
 CRF_CODECS = ("libx264", "libx265", "libvpx-vp9", "libvpx", "libsvtav1")
@@ -533,6 +533,9 @@ def parse_args(argv=None):
     parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = options.check(parser, parser.parse_args(argv))
+    photos = [path for path in args.inputs if os.path.splitext(path)[1].lower() in images.IMAGE_EXTENSIONS]
+    if photos:
+        parser.error(f"{photos[0]}: a photo; colorize photos (python -m koalarization.colorize) and films in separate commands")
     return VideoConfig(**{**vars(args), "inputs": tuple(args.inputs)})
 
 

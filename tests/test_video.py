@@ -147,7 +147,7 @@ def test_no_colour_carried_across_the_cut(colorizer, clips, film_out, tmp_path):
     carried, carried_without_detection = np.abs(steady - single).mean(), np.abs(no_cuts - single).mean()
     print(f"colour carried across the cut: {carried:.2f} with cut detection, {carried_without_detection:.2f} without")
     assert carried <= 1.0
-    assert carried_without_detection > 5.0  # the two shots' colours differ: the check can fail
+    assert carried_without_detection > 3.0  # the two shots get different colours: the check can fail
 
 
 KILLED_RUN = """
@@ -264,3 +264,14 @@ def test_odd_sizes_one_pixel_rotation_and_variable_frame_rate(colorizer, tmp_pat
         assert pts_out == pts_in, name
         assert np.abs(lab(frames_out)[..., 0] - lab(frames_in)[..., 0]).mean() <= 1.0, name
     assert frames_out[0].shape == (48, 64, 3) and decoded(str(tmp_path / "out" / "phone.mp4"))[0][0].shape == (64, 48, 3)
+
+
+def test_colorize_command_takes_films(models, clips, tmp_path, capsys):
+    from koalarization import colorize
+
+    run, embedder = models
+    inception = keras.saving.load_model(embedder)
+    assert colorize.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=inception) == 0
+    assert len(decoded(str(tmp_path / "film.mp4"))[0]) == FRAMES
+    assert colorize.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=inception) == 0  # kept, not redone
+    assert "kept" in capsys.readouterr().out
