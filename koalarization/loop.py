@@ -244,7 +244,10 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     logs = {}
     for epoch in range(initial_epoch, config.epochs):
         callbacks.on_epoch_begin(epoch)
-        train_ds = data.load_dataset(config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch))
+        train_ds = data.load_dataset(
+            config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
+            shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
+        )
         iterator = iter(distribute(strategy, train_ds, train_shards))
         total = 0.0
         for step in range(steps):

@@ -62,6 +62,8 @@ class TrainConfig:
     distribution: str = "none"
     seed: int = 0
     sample_images: int = 4  # images in the gray | prediction | truth panel
+    shuffle_buffer: int = 4096  # examples shuffled in memory (data.SHUFFLE_BUFFER; ~600 MB at 224x224)
+    cycle_length: int = 16  # train shards read at once, round-robin (data.CYCLE_LENGTH)
     export: bool = True  # export RUN/saved_model/1 for TF Serving at the end (Inception records only)
     verbose: bool = False
 
@@ -72,7 +74,7 @@ class TrainConfig:
             raise UserError(f"unknown precision {self.precision!r}; choose from {PRECISIONS}")
         if self.distribution not in DISTRIBUTIONS:
             raise UserError(f"unknown distribution {self.distribution!r}; choose from {DISTRIBUTIONS}")
-        for name in ("epochs", "batch_size", "sample_images", "steps_per_epoch", "validation_steps"):
+        for name in ("epochs", "batch_size", "sample_images", "steps_per_epoch", "validation_steps", "shuffle_buffer", "cycle_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}")
@@ -245,6 +247,10 @@ def parse_config(argv=None):
                         help="none (default): one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG")
     parser.add_argument("--seed", type=int, help="seed of weight initialisation and shuffling (default 0)")
     parser.add_argument("--sample-images", type=int, help="images in the per-epoch sample panel (default 4)")
+    parser.add_argument("--shuffle-buffer", type=int,
+                        help="examples shuffled in memory (default 4096, ~600 MB; with shards mixed by the builder, "
+                        "a batch of 100 from a class-sorted source spans most classes)")
+    parser.add_argument("--cycle-length", type=int, help="train shards read at once, round-robin (default 16)")
     parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
                         help="export RUN/saved_model/1 for TF Serving at the end (default: yes, for records "
                         "with Inception embeddings); --no-export skips it")

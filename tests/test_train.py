@@ -141,6 +141,18 @@ def test_presets_fill_defaults_and_flags_override():
         parse_config(base + ["--batch-size", "0"])
 
 
+def test_reader_mixing_flags_default_to_the_readers_defaults():
+    from koalarization import data
+
+    base = ["--records", "r", "--run-dir", "d"]
+    default = parse_config(base)
+    assert (default.shuffle_buffer, default.cycle_length) == (data.SHUFFLE_BUFFER, data.CYCLE_LENGTH)
+    tuned = parse_config(base + ["--shuffle-buffer", "64", "--cycle-length", "2"])
+    assert (tuned.shuffle_buffer, tuned.cycle_length) == (64, 2)
+    with pytest.raises(UserError, match="shuffle_buffer must be at least 1"):
+        parse_config(base + ["--shuffle-buffer", "0"])
+
+
 def test_help_and_unknown_flags(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_config(["--help"])
