@@ -275,3 +275,25 @@ def test_colorize_command_takes_films(models, clips, tmp_path, capsys):
     assert len(decoded(str(tmp_path / "film.mp4"))[0]) == FRAMES
     assert colorize.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=inception) == 0  # kept, not redone
     assert "kept" in capsys.readouterr().out
+
+
+def test_film_cut_short_gives_the_frames_before_the_damage(colorizer, tmp_path):
+    path = str(tmp_path / "reel.mkv")  # Matroska: playable up to where it was cut
+    write_clip(path, FRAMES, HEIGHT, WIDTH)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) * 6 // 10])
+    readable = len(decoded(path)[0])
+    assert 0 < readable < FRAMES
+    assert len(decoded(run_video(colorizer, path, tmp_path / "out"))[0]) == readable
+
+
+def test_a_second_run_on_the_same_output_is_one_line(models, clips, tmp_path, capsys):
+    run, embedder = models
+    work = tmp_path / ".film.mp4.work"
+    work.mkdir()
+    (work / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "command": "koalarization.video"}))
+    code = video.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=keras.saving.load_model(embedder))
+    assert code == 4
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "in use by koalarization.video" in line
+    assert not (tmp_path / "film.mp4").exists()
