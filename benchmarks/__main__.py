@@ -163,7 +163,9 @@ def main(argv=None):
     if config.gpu_jax:
         os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported anywhere
     else:
-        import koalarization  # noqa: F401  (quiet TensorFlow start-up)
+        import koalarization
+
+        koalarization.quiet_tensorflow()
     start = time.time()
     log = lambda message: print(f"  {message}", flush=True)  # noqa: E731
     info = machine.describe("jax" if config.gpu_jax else "tensorflow")

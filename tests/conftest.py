@@ -8,8 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-import koalarization  # noqa: F401  (quiet TensorFlow start-up)
-from koalarization import colors, records
+import koalarization
+
+koalarization.quiet_tensorflow()
+from koalarization import colors, records  # noqa: E402
 
 SMALL_DIM = 16  # embedding size of the synthetic records
 

@@ -18,7 +18,9 @@ import sys
 
 import numpy as np
 
-import koalarization  # noqa: F401  (quiet TensorFlow start-up)
+import koalarization
+
+koalarization.quiet_tensorflow()
 import keras
 import tensorflow as tf
 
