@@ -125,6 +125,11 @@ def embedding_dim_of(network):
     return int(inputs["embedding"].shape[-1])
 
 
+def encode_png(colorized):
+    """uint8 (H, W, 3) -> PNG bytes (scalar string): the one encoder of colorize and serving_default."""
+    return tf.io.encode_png(colorized, compression=PNG_COMPRESSION)
+
+
 # -- the object ----------------------------------------------------------------------------------
 class Colorizer:
     """The colorization network, its embedder and the method; see the module docstring.
@@ -234,12 +239,11 @@ class Colorizer:
     def colorize_encoded(self, image_bytes, max_pixels=0, name="image"):
         """Encoded image (scalar string) -> colorized PNG (scalar string) of the same size: the served method."""
         rgb = decode.decode(image_bytes, max_pixels, name)  # (H, W, 3)
-        colorized = self.colorize([rgb])[0]  # (H, W, 3) uint8
-        return tf.io.encode_png(colorized, compression=PNG_COMPRESSION)
+        return encode_png(self.colorize([rgb])[0])
 
     # -- batches of files ------------------------------------------------------------------------------
     def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS):
-        """``(key, rgb)`` pairs -> ``(key, rgb, colorized uint8 numpy or the exception)``, in batches
+        """``(key, rgb)`` pairs -> ``(key, rgb, colorized uint8 tensor or the exception)``, in batches
         bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone)."""
         batch, pixels = [], 0
         for key, rgb in items:
@@ -263,5 +267,5 @@ class Colorizer:
             yield batch[0][0], batch[0][1], error
             return
         for (key, rgb), colorized in zip(batch, outputs):
-            yield key, rgb, colorized.numpy()
+            yield key, rgb, colorized
 

@@ -75,21 +75,22 @@ def _counts(values):
     return counts
 
 
-def _save_png(array, path, inputs_real):
-    """Write ``array`` (uint8 (H, W, 3)) to ``path`` atomically; never over one of the inputs."""
-    from PIL import Image
+def _save_png(image, path, inputs_real):
+    """Write ``image`` (uint8 (H, W, 3), numpy or tensor) as PNG to ``path`` atomically, with the
+    encoder serving_default uses; never over one of the inputs."""
+    from koalarization.colorizer import encode_png
 
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.realpath(path) in inputs_real or (os.path.exists(path) and any(safeio.same_file(path, s) for s in inputs_real)):
         raise safeio.OutputPathError(f"{path}: is one of the inputs (through a link); not overwritten")
-    with safeio.atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    safeio.write_bytes(path, encode_png(image).numpy())
 
 
-def colorize_files(config, inception=None, log=print):
+def colorize_files(config, inception=None, log=print, colorizer=None):
     """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
 
+    ``colorizer``: an already loaded :class:`~koalarization.colorizer.Colorizer` (then ``config.model``
+    only names it); ``inception``: an already built embedder for loading ``config.model``.
     Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
     Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
     """
@@ -126,7 +127,7 @@ def colorize_files(config, inception=None, log=print):
 
     from tqdm import tqdm
 
-    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log)
+    colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log)
 
     def readable():
         for path, out in todo:
@@ -148,7 +149,7 @@ def colorize_files(config, inception=None, log=print):
                     if config.compare:
                         from koalarization import plots
 
-                        _save_png(plots.comparison_strip(rgb.numpy(), colorized), out + COMPARE_SUFFIX + ".png", inputs_real)
+                        _save_png(plots.comparison_strip(rgb.numpy(), colorized.numpy()), out + COMPARE_SUFFIX + ".png", inputs_real)
                 except OSError as error:  # disk full, permission: nothing after this would work either
                     raise safeio.OutputPathError(safeio.describe_os_error(out + ".png", error)) from None
                 summary.colorized.append(out + ".png")

@@ -57,6 +57,7 @@ def _done(output, model_path):
 
 def run(config):
     from koalarization import colorizing, configs, embedding, evaluation, saved_model, train
+    from koalarization.colorizer import Colorizer
     from tfrecords_builder import BuildConfig, build, sample_photo_paths
     from tfrecords_builder.builder import INCEPTION_MODEL
 
@@ -88,24 +89,24 @@ def run(config):
     else:
         train.train(train.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False))
 
+    loaded = []  # one Colorizer for the export, colorize and evaluate stages, loaded when one needs it
+
+    def colorizer():
+        if not loaded:
+            loaded.append(Colorizer.load(run_dir, inception, weights))
+        return loaded[0]
+
     _stage(3, f"SavedModel for TF Serving -> {export_dir}")
     if _done(os.path.join(export_dir, "saved_model.pb"), model_path):
         print(f"{export_dir} is newer than the model: kept")
     else:
-        saved_model.export_from_path(
-            configs.ExportConfig(model=run_dir, out=export_dir, inception_weights=weights, overwrite=True), inception=inception
-        )
+        saved_model.export_saved_model(colorizer(), export_dir, weights, overwrite=True)
+        print(f"wrote {export_dir}")
 
     _stage(4, f"colorizing the bundled photos -> {colorized_dir}")
-    fresh = not all(
-        _done(os.path.join(colorized_dir, os.path.splitext(os.path.basename(p))[0] + ".png"), model_path) for p in photos
-    )
-    colorizing.colorize_files(  # existing outputs newer than the model are kept (said per photo)
-        configs.ColorizeConfig(
-            inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=fresh, inception_weights=weights,
-        ),
-        inception=inception,
-    )
+    stale = [p for p in photos if not _done(os.path.join(colorized_dir, os.path.splitext(os.path.basename(p))[0] + ".png"), model_path)]
+    settings = configs.ColorizeConfig(inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=bool(stale))
+    colorizing.colorize_files(settings, colorizer=colorizer() if stale else None)  # kept outputs are said per photo
 
     _stage(5, f"evaluation against the gray and mean-colour baselines -> {eval_dir}")
     metrics_path = os.path.join(eval_dir, "metrics.json")
@@ -115,8 +116,7 @@ def run(config):
             print(f.read())
     else:
         report = evaluation.evaluate(
-            configs.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos), inception_weights=weights),
-            inception=inception,
+            configs.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos)), colorizer=colorizer()
         )
         print(evaluation.markdown_table(report))
 

@@ -178,15 +178,16 @@ def photo_examples(colorizer, photos, batch_size):
             raise colorized
         height, width = rgb.shape[:2]
         lab = colors.rgb_to_lab(rgb).numpy()  # (H, W, 3)
-        model_rgb = colorized.astype(np.float32) / 255.0  # (H, W, 3): the pixels colorize writes
+        model_rgb = colorized.numpy().astype(np.float32) / 255.0  # (H, W, 3): the pixels colorize writes
         ab_model = colors.rgb_to_lab(model_rgb).numpy()[..., 1:]  # (H, W, 2)
         yield key, height, width, lab[..., :1], lab[..., 1:], ab_model, np.asarray(rgb), model_rgb
 
 
-def evaluate(config, inception=None, log=print):
+def evaluate(config, inception=None, log=print, colorizer=None):
     """Score the model and both baselines on the configured images; write and return the report.
 
-    ``inception``: an already built embedder for ``images`` (default: built from the run's weights).
+    ``inception``: an already built embedder for ``images`` (default: built from the run's weights);
+    ``colorizer``: an already loaded :class:`~koalarization.colorizer.Colorizer` for ``images``.
     The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`).
     """
     safeio.check_output_dir(config.out_dir, [p for p in (config.records, *config.images) if p and os.path.isdir(p)])
@@ -204,7 +205,9 @@ def evaluate(config, inception=None, log=print):
         if not paths:
             raise FileNotFoundError(f"{' '.join(config.images)}: no image files found")
         total = len(paths)
-        colorizer = colorizer_module.Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log)
+        colorizer = colorizer or colorizer_module.Colorizer.load(
+            config.model, inception, config.inception_weights, config.working_size, log
+        )
         run_config = colorizer.config
         examples = photo_examples(colorizer, readable_photos(paths, config.max_side, skipped, log), config.batch_size)
         source = {"images": [os.path.abspath(p) for p in paths], "working_size": colorizer.working_size, "max_side": config.max_side}

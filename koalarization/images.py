@@ -73,7 +73,8 @@ def read_pixels(path, max_pixels=None):
                         name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)"
                     )
                 image.load()
-                array = _to_array(ImageOps.exif_transpose(image))
+                ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
+                array = _to_array(image)
     except UnidentifiedImageError:
         raise ImageError(name, "not an image (unknown format)") from None
     except Image.DecompressionBombError as error:

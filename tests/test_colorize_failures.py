@@ -161,13 +161,11 @@ def test_help_and_argument_errors_come_before_tensorflow(command):
 def test_a_full_disk_is_one_line_and_exit_3(tmp_path, run_dir, embedder, capsys, monkeypatch):
     import errno
 
-    from PIL import Image as PILImage
-
-    def full(self, fp, *args, **kwargs):
+    def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     source = picture(tmp_path / "in" / "x.png")
-    monkeypatch.setattr(PILImage.Image, "save", full)
+    monkeypatch.setattr(safeio, "write_bytes", full)
     code, err = run_cli(colorize.main, [source, "-o", str(tmp_path / "out"), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
     assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "no space left on the device" in err[0]
     assert os.listdir(tmp_path / "out") == []  # no half-written file left
