@@ -36,7 +36,7 @@ def clip_frame(i, height, width, cut=None, static=False):
 
 
 def write_clip(path, frames=40, height=48, width=64, cut=None, static=False, grain=0.0, exposure=0.0, audio=True,
-               rotation=None, pts=None, codec="libx264", seed=0):
+               rotation=None, pts=None, codec="libx264", audio_codec="aac", seed=0):
     """A test clip: ``frames`` frames at 25 fps (``pts`` in 1/1000 s: variable frame rate), H.264 at crf 12
     (yuv444p for odd sizes), AAC audio, optional film grain (std in 0..255) and exposure flicker (std of
     each frame's gain), rotation tag (degrees, counter-clockwise).
@@ -56,7 +56,7 @@ def write_clip(path, frames=40, height=48, width=64, cut=None, static=False, gra
             stream.set_display_rotation(rotation)
         sound = None
         if audio:
-            sound = container.add_stream("aac", rate=16000)
+            sound = container.add_stream(audio_codec, rate=16000)
             sound.layout = "mono"
         for i in range(frames):
             rgb = clip_frame(i, height, width, cut, static).astype(np.float32)
@@ -71,8 +71,10 @@ def write_clip(path, frames=40, height=48, width=64, cut=None, static=False, gra
         if sound is not None:
             samples = int(16000 * frames / FPS)
             wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 16000)).astype(np.float32)
+            planar = sound.codec_context.format.name == "fltp"  # aac; else 16-bit (pcm_*)
+            wave = wave if planar else (wave * 32767).astype(np.int16)
             for start in range(0, samples, 1024):
-                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format="fltp" if planar else "s16", layout="mono")
                 chunk.sample_rate, chunk.pts = 16000, start
                 container.mux(sound.encode(chunk))
             container.mux(sound.encode(None))

@@ -31,6 +31,8 @@ model, 3 output folder unusable, 4 the same output in use by another run, 130 Ct
 """
 
 import argparse
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import fractions
@@ -95,6 +97,7 @@ class Probe:
     rate: fractions.Fraction
     audio: tuple  # indices of the audio streams (copied)
     codec: str
+    audio_codecs: tuple = ()
 
 
 def _open(path):
@@ -136,6 +139,7 @@ def probe(path):
         if not frames:
             raise VideoError(f"{path}: the video stream has no frames")
         audio = tuple(s.index for s in container.streams.audio)
+        audio_codecs = tuple(s.codec_context.name if s.codec_context else "unknown" for s in container.streams.audio)
         time_base = stream.time_base or fractions.Fraction(1, 25)
         rate = stream.average_rate or stream.guessed_rate or fractions.Fraction(25)
     decoded = _decoded(path)
@@ -145,7 +149,7 @@ def probe(path):
         raise VideoError(f"{path}: no frame of the video stream ({name}) can be decoded (damaged or truncated)")
     turns = round((first.rotation or 0) / 90) % 4
     width, height = (first.width, first.height) if turns % 2 == 0 else (first.height, first.width)
-    return Probe(path, frames, width, height, turns, time_base, rate, audio, name)
+    return Probe(path, frames, width, height, turns, time_base, rate, audio, name, audio_codecs)
 
 
 def _decoded(path):
@@ -172,7 +176,7 @@ def frames(probe_, start=0):
         last = pts
         if index < start:
             continue
-        rgb = frame.to_ndarray(format="rgb24")  # (h, w, 3) as stored
+        rgb = frame.to_ndarray(format="rgb24").copy()  # (h, w, 3) as stored; a copy: PyAV's is a view of a reused buffer
         yield pts, np.ascontiguousarray(np.rot90(rgb, probe_.rotation)) if probe_.rotation else rgb
 
 
@@ -197,7 +201,6 @@ class Steady:
     embedding: np.ndarray | None = None  # (D,) smoothed
     l: np.ndarray | None = None  # (S, S, 1) scaled luminance of the last frame
     ab: np.ndarray | None = None  # (S, S, 2) smoothed, scaled
-    cuts: list = dataclasses.field(default_factory=list)  # frame indices where a shot starts (this chunk)
 
     def save(self, path):
         arrays = {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, np.ndarray)}
@@ -220,7 +223,7 @@ def _blurred_change(l, previous):
     return tf.nn.avg_pool2d(tf.abs(now - gain * before), 3, 1, "SAME").numpy()
 
 
-def colorize_batch(colorizer, rgbs, state, first_index, smoothing, cut_threshold):
+def colorize_batch(colorizer, rgbs, state, smoothing, cut_threshold):
     """uint8 frames -> uint8 colorized frames, steadied with ``state`` (updated in place).
 
     The photos' steps of ``colorizer``, with the embedding and ab smoothed between them.
@@ -239,7 +242,6 @@ def colorize_batch(colorizer, rgbs, state, first_index, smoothing, cut_threshold
         cut = state.histogram is None or cut_distance(state.histogram, current) > cut_threshold
         state.histogram = current
         if cut:
-            state.cuts.append(first_index + i)
             state.embedding = embeddings[i]
         else:
             state.embedding = smoothing * state.embedding + (1.0 - smoothing) * embeddings[i]
@@ -276,9 +278,23 @@ def pixel_format(codec, width, height):
 
 
 class Segment:
-    """One chunk's video file, encoded frame by frame; ``close()`` finishes it, then it is renamed."""
+    """One chunk's video file, encoded frame by frame; ``close()`` finishes it, then it is renamed.
+
+    The encoder runs on a thread of its own (the ``ENCODER`` pool), never on one that TensorFlow's
+    ops run on: TensorFlow may leave a thread's floating-point mode changed (flush-to-zero), which
+    changes x264's decisions, so the same frames would not always give the same bytes (and a
+    resumed film would not equal an unkilled one). It also encodes while the network runs.
+    """
 
     def __init__(self, path, probe_, config, container_format):
+        self.pending = collections.deque()
+        self.time_base = probe_.time_base
+        self._run(self._open, path, probe_, config, container_format).result()
+
+    def _run(self, *call):
+        return ENCODER.submit(*call)
+
+    def _open(self, path, probe_, config, container_format):
         import av
         from av.video.reformatter import ColorRange, Colorspace
 
@@ -286,23 +302,43 @@ class Segment:
         stream = self.container.add_stream(config.video_codec, rate=probe_.rate)
         stream.width, stream.height = probe_.width, probe_.height
         stream.pix_fmt = pixel_format(config.video_codec, probe_.width, probe_.height)
-        stream.time_base = probe_.time_base
-        stream.codec_context.time_base = probe_.time_base
+        stream.time_base = stream.codec_context.time_base = probe_.time_base
         stream.codec_context.colorspace, stream.codec_context.color_range = 6, 1  # BT.601 (smpte170m), limited: as converted
         if config.video_codec in CRF_CODECS:
             stream.options = {"crf": str(config.crf)} | ({"b": "0"} if "vpx" in config.video_codec else {})
-        self.stream, self.time_base = stream, probe_.time_base
+        self.stream, self.av = stream, av
         self.convert = dict(format=stream.pix_fmt, dst_colorspace=Colorspace.ITU601, dst_color_range=ColorRange.MPEG)
-        self.av = av
 
-    def write(self, pts, rgb):
+    def _encode(self, pts, rgb):
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(**self.convert)
         frame.pts, frame.time_base = pts, self.time_base
         self.container.mux(self.stream.encode(frame))
 
-    def close(self):
+    def write(self, pts, rgb):
+        """Queue a frame (uint8 (H, W, 3)); at most ``ENCODE_AHEAD`` wait, so memory stays bounded."""
+        self.pending.append(self._run(self._encode, pts, rgb))
+        while len(self.pending) > ENCODE_AHEAD or (self.pending and self.pending[0].done()):
+            self.pending.popleft().result()  # an encoder error surfaces here
+
+    def _close(self):
         self.container.mux(self.stream.encode(None))
         self.container.close()
+
+    def close(self):
+        while self.pending:
+            self.pending.popleft().result()
+        self._run(self._close).result()
+
+    def abandon(self):
+        """Stop without finishing (Ctrl-C): the file is left for the caller to remove."""
+        for future in self.pending:
+            future.cancel()
+        with contextlib.suppress(Exception):
+            self._run(self.container.close).result()
+
+
+ENCODE_AHEAD = 16  # frames queued for the encoder at most
+ENCODER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="koalarization-encoder")
 
 
 def _format_of(path):
@@ -353,17 +389,35 @@ def assemble(segments, probe_, out_path, end=None):
 
 
 # -- the command -----------------------------------------------------------------------------------
-def output_path(config, path):
-    return os.path.join(config.out_dir, os.path.splitext(os.path.basename(path))[0] + CONTAINER_OF.get(config.video_codec, ".mp4"))
+def output_path(config, path, info=None):
+    """``OUTDIR/STEM.mp4`` (or the codec's container); ``.mkv`` or ``.mov`` when ``info``'s audio cannot go in it."""
+    ext = CONTAINER_OF.get(config.video_codec, ".mp4")
+    if info is not None and not _holds(ext, info.audio_codecs):
+        fits = [other for other in (".mkv", ".mov") if _holds(other, info.audio_codecs)]
+        if not fits:
+            raise VideoError(f"{path}: its audio ({', '.join(info.audio_codecs)}) fits in no container this command writes")
+        ext = fits[0]
+    return os.path.join(config.out_dir, os.path.splitext(os.path.basename(path))[0] + ext)
 
 
-def colorize_video(config, path, colorizer, log=print, progress=True):
+def _holds(ext, audio_codecs):
+    import av
+
+    if not audio_codecs:
+        return True
+    with av.open(os.devnull, "w", format=_format_of("x" + ext)) as container:
+        return set(audio_codecs) <= container.supported_codecs
+
+
+def colorize_video(config, path, colorizer, log=print, progress=True, info=None):
     """Colorize one video file into ``config.out_dir``; returns the output path (see the module docstring)."""
     from tqdm import tqdm
 
-    info = probe(path)
-    out = output_path(config, path)
+    info = info or probe(path)
+    out = output_path(config, path, info)
     ext = os.path.splitext(out)[1]
+    if out != output_path(config, path):
+        log(f"{path}: its audio ({', '.join(info.audio_codecs)}) cannot be copied into {output_path(config, path)}; writing {out}")
     pixel_format(config.video_codec, info.width, info.height)  # an unusable codec is said before any work
     work = os.path.join(config.out_dir, f".{os.path.basename(out)}.work")
     with safeio.DirLock(work, "koalarization.video", warn=log):
@@ -385,23 +439,23 @@ def colorize_video(config, path, colorizer, log=print, progress=True):
         if info.rotation:
             log(f"{path}: rotation tag of {info.rotation * 90} degrees applied: the output is {info.width}x{info.height}, upright")
         bar = tqdm(total=info.frames, initial=min(start, info.frames), desc=os.path.basename(path), unit="frame", file=sys.stderr, disable=None if progress else True)
-        chunk, segment, batch, index = done, None, [], start - 1
+        chunk, segment, batch = done, None, []
         try:
             for index, (pts, rgb) in enumerate(frames(info, start), start=start):
                 if segment is None:
                     segment_tmp = safeio.temporary_name(_chunk_path(work, chunk, ext))
-                    segment, state.cuts = Segment(segment_tmp, info, config, _format_of(out)), []
+                    segment = Segment(segment_tmp, info, config, _format_of(out))
                 batch.append((pts, rgb))
                 last_of_chunk = (index + 1) % config.chunk_frames == 0
                 if len(batch) == config.batch_size or last_of_chunk:
-                    _write_batch(colorizer, segment, batch, state, index + 1 - len(batch), config)
+                    _write_batch(colorizer, segment, batch, state, config)
                     bar.update(len(batch))
                     batch = []
                 if last_of_chunk:
                     _finish_chunk(segment, segment_tmp, work, chunk, ext, state)
                     chunk, segment = chunk + 1, None
             if batch:
-                _write_batch(colorizer, segment, batch, state, index + 1 - len(batch), config)
+                _write_batch(colorizer, segment, batch, state, config)
                 bar.update(len(batch))
             if segment is not None:
                 _finish_chunk(segment, segment_tmp, work, chunk, ext, state)
@@ -409,8 +463,7 @@ def colorize_video(config, path, colorizer, log=print, progress=True):
         except KeyboardInterrupt:
             bar.close()
             if segment is not None:  # the chunk being written is dropped
-                with contextlib.suppress(Exception):
-                    segment.container.close()
+                segment.abandon()
                 with contextlib.suppress(OSError):
                     os.remove(segment_tmp)
             _keep_partial(work, ext, info, out, log)
@@ -426,8 +479,8 @@ def colorize_video(config, path, colorizer, log=print, progress=True):
 DIR_LOCK = safeio.DirLock.NAME
 
 
-def _write_batch(colorizer, segment, batch, state, first_index, config):
-    colorized = colorize_batch(colorizer, [rgb for _, rgb in batch], state, first_index, config.smoothing, config.cut_threshold)
+def _write_batch(colorizer, segment, batch, state, config):
+    colorized = colorize_batch(colorizer, [rgb for _, rgb in batch], state, config.smoothing, config.cut_threshold)
     for (pts, _), frame in zip(batch, colorized):
         segment.write(pts, frame)
 
@@ -497,22 +550,35 @@ def colorize_videos(config, inception=None, log=print, progress=True):
     from koalarization.colorizer import Colorizer, resolve_model
 
     resolve_model(config.model)
-    written, failed, todo = [], [], []
+    written, failed, todo, taken = [], [], [], {}
+
+    def skip(path, reason):
+        failed.append((path, reason))
+        log(f"skipped {reason}")
+
     for path in config.inputs:
-        out = output_path(config, path)
-        if os.path.exists(out) and not config.overwrite:
-            log(f"kept {out}: already exists (pass --overwrite to replace it)")
-            written.append(out)
-        else:
-            todo.append(path)
-    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log) if todo else None
-    for path in todo:
         try:
-            written.append(colorize_video(config, path, colorizer, log, progress))
+            out = output_path(config, path)
+            if not (os.path.exists(out) and not config.overwrite):
+                info = probe(path)
+                out = output_path(config, path, info)
+            if os.path.realpath(out) in taken:
+                raise VideoError(f"{path}: its output {out} is also {taken[os.path.realpath(out)]}'s; colorize it into another folder")
+            taken[os.path.realpath(out)] = path
+            if os.path.exists(out) and not config.overwrite:
+                log(f"kept {out}: already exists (pass --overwrite to replace it)")
+                written.append(out)
+            else:
+                todo.append((path, info))
+        except VideoError as error:
+            skip(path, str(error))
+    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log) if todo else None
+    for path, info in todo:
+        try:
+            written.append(colorize_video(config, path, colorizer, log, progress, info))
             log(f"colorized {path} -> {written[-1]}")
         except VideoError as error:
-            failed.append((path, str(error)))
-            log(f"skipped {error}")
+            skip(path, str(error))
     return written, failed
 
 

@@ -71,7 +71,7 @@ def decoded(path):
         facts = {"rate": stream.average_rate, "time_base": stream.time_base, "duration": container.duration}
         frames, pts = [], []
         for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = frame.to_ndarray(format="rgb24").copy()  # not a view of PyAV's reused buffer
             frames.append(np.rot90(rgb, round(frame.rotation / 90) % 4) if frame.rotation else rgb)
             pts.append(frame.pts)
     return frames, pts, facts
@@ -297,3 +297,11 @@ def test_a_second_run_on_the_same_output_is_one_line(models, clips, tmp_path, ca
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "in use by koalarization.video" in line
     assert not (tmp_path / "film.mp4").exists()
+
+
+def test_audio_that_mp4_cannot_hold_goes_into_another_container_unchanged(colorizer, tmp_path):
+    path = str(tmp_path / "telephone.mov")
+    write_clip(path, 8, HEIGHT, WIDTH, audio_codec="pcm_mulaw")  # G.711 mu-law: QuickTime takes it, MP4 and Matroska do not
+    out = run_video(colorizer, path, tmp_path / "out")
+    assert out.endswith("telephone.mov")
+    assert len(decoded(out)[0]) == 8 and audio_packets(out) == audio_packets(path)
