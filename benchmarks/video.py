@@ -95,13 +95,16 @@ def video_speed(sizes, log=print):
     from PIL import Image
 
     from benchmarks.pipeline import _embedder_name, embedder
-    from koalarization import images, model, video
+    from koalarization import colorizing, model, video
     from koalarization.colorizer import Colorizer
+    from koalarization.configs import ColorizeConfig
 
     count, _, _ = _plan(sizes)
     height, width = (480, 640) if sizes.real_inception else (48, 64)
-    colorizer = Colorizer.from_keras(model.build_colorizer(1000), embedder(sizes.real_inception), 224)
+    network = model.build_colorizer(1000)
+    colorizer = Colorizer.from_keras(network, embedder(sizes.real_inception), 224)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        network.save(os.path.join(tmp, "model.keras"))  # colorize_files names its model (the Colorizer is given)
         clip = os.path.join(tmp, "clip.mp4")
         write_clip(clip, count, height, width, cut=count // 2)
         photos = []
@@ -110,14 +113,13 @@ def video_speed(sizes, log=print):
             Image.fromarray(frame[1]).save(photos[-1])
         config = video.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, "out"), model="-", overwrite=True)
         os.makedirs(config.out_dir)
+        photo_config = ColorizeConfig(inputs=tuple(photos), out_dir=os.path.join(tmp, "photos-out"), model=os.path.join(tmp, "model.keras"), overwrite=True)
 
         def as_video():
             video.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
 
-        def as_photos():  # what `colorize` does with each file: read, colorize in batches of 8, write PNG
-            items = ((path, images.read_image(path, as_tensor=True)) for path in photos)
-            for path, _, colorized in colorizer.colorize_stream(items, 8):
-                Image.fromarray(colorized).save(path[:-4] + "-out.png", compress_level=1)
+        def as_photos():  # the colorize command's own function, with the same Colorizer
+            colorizing.colorize_files(photo_config, colorizer=colorizer, log=lambda _: None)
 
         log(f"video: {count} frames of {width}x{height}, as a video and as PNG photos, {_embedder_name(sizes)}")
         as_video(), as_photos()  # warm up: both trace the same functions
@@ -131,7 +133,7 @@ def video_speed(sizes, log=print):
             note=(
                 f"{count} frames with one cut, median of {repeats} interleaved runs each, one Colorizer ({_embedder_name(sizes)}, random colorizer at 224) for both: "
                 f"the video side decodes, detects cuts, smooths and encodes H.264 (crf 18) in chunks and remuxes the "
-                f"audio; the photo side reads PNGs, colorizes in batches of 8 and writes PNGs"
+                f"audio; the photo side is colorize's colorize_files on the frames as PNG files (read, batches of 8, PNG out)"
             ),
         )
     ]

@@ -307,7 +307,9 @@ class Segment:
         if config.video_codec in CRF_CODECS:
             stream.options = {"crf": str(config.crf)} | ({"b": "0"} if "vpx" in config.video_codec else {})
         self.stream, self.av = stream, av
-        self.convert = dict(format=stream.pix_fmt, dst_colorspace=Colorspace.ITU601, dst_color_range=ColorRange.MPEG)
+        self.convert = dict(  # a stream whose frames change size mid-way is scaled to its first frame's
+            width=probe_.width, height=probe_.height, format=stream.pix_fmt, dst_colorspace=Colorspace.ITU601, dst_color_range=ColorRange.MPEG
+        )
 
     def _encode(self, pts, rgb):
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(**self.convert)
