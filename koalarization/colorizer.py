@@ -23,6 +23,7 @@ quiet_tensorflow()
 import tensorflow as tf
 
 from koalarization import colors, decode, inference, safeio
+from koalarization import precision as precisions
 
 RUN_MODEL_NAME = "model.keras"
 RUN_CONFIG_NAME = "config.json"
@@ -137,7 +138,10 @@ class Colorizer:
     ``predict_ab``: (l (B, S, S, 1) scaled, embedding (B, D)) -> ab (B, S, S, 2) scaled;
     ``embed``: Inception input (B, 299, 299, 3) -> (B, D). ``networks``: the Keras
     ``(colorizer, inception)`` pair when loaded from Keras (what :mod:`koalarization.export` saves).
+    ``precision``: "float32" or "bfloat16", what the networks compute in (inputs and outputs stay float32).
     """
+
+    precision = "float32"
 
     def __init__(self, predict_ab, embed, working_size, embedding_dim, source="", config=None, networks=None):
         self.working_size = inference.check_working_size(int(working_size))
@@ -147,60 +151,75 @@ class Colorizer:
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
-    def from_keras(cls, network, inception, working_size=colors.IMAGE_SIZE, source="", config=None):
-        """From a Keras colorizer network and a Keras embedder (None: none), each run by a ``tf.function`` traced once."""
+    def from_keras(cls, network, inception, working_size=colors.IMAGE_SIZE, source="", config=None, precision="float32"):
+        """From a Keras colorizer network and a Keras embedder (None: none), each run by a ``tf.function`` traced once.
+
+        ``precision`` ("float32", "bfloat16" or "auto"): the one place it is applied. In bfloat16 both
+        networks are copies built under the ``bfloat16`` dtype policy; inputs and outputs stay float32.
+        """
         size, dim = int(working_size), embedding_dim_of(network)
         if inception is not None:
             check_embedding_dim(dim, int(inception.outputs[0].shape[-1]), embedding_facts(config), source or "the colorizer")
+        used = precisions.resolve(precision)
+        network = precisions.in_precision(network, used)
+        inception = precisions.in_precision(inception, used) if inception is not None else None
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, dim], tf.float32)],
             autograph=False,
         )
         def predict_ab(l, embedding):
-            return network({"l": l, "embedding": embedding}, training=False)  # (B, S, S, 2)
+            return tf.cast(network({"l": l, "embedding": embedding}, training=False), tf.float32)  # (B, S, S, 2)
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)],
             autograph=False,
         )
         def embed(gray):
-            return inception(gray, training=False)  # (B, D)
+            return tf.cast(inception(gray, training=False), tf.float32)  # (B, D)
 
-        return cls(predict_ab, embed if inception is not None else None, size, dim, source, config, networks=(network, inception))
+        colorizer = cls(predict_ab, embed if inception is not None else None, size, dim, source, config, networks=(network, inception))
+        colorizer.precision = used
+        return colorizer
 
     @classmethod
-    def load(cls, path, inception=None, inception_weights=None, working_size=None, log=print, embedder=True):
+    def load(cls, path, inception=None, inception_weights=None, working_size=None, log=print, embedder=True, precision=None):
         """A run dir, a ``.keras`` file or a SavedModel -> a :class:`Colorizer`.
 
         ``inception``: an already built Keras embedder (default: Inception-ResNet-v2 with the weights
         the run's config records, or ``inception_weights``). ``working_size``: default the training
         image size (or the export's), else 224. ``embedder=False``: no Inception is built, for
         callers that bring their own embeddings (``evaluate --records``); only ``predict_ab`` works.
+        ``precision``: float32, bfloat16 or auto (default: float32; a SavedModel runs in the precision it
+        was exported with, and an explicit other one is a :class:`ModelError`).
         """
         if working_size is not None:
             inference.check_working_size(working_size)
         kind, model_path, config = resolve_model(path)
         if kind == "saved_model":
-            return cls._from_saved_model(model_path, config or {}, inception_weights, working_size)
+            return cls._from_saved_model(model_path, config or {}, inception_weights, working_size, precision)
         from koalarization import embedding
 
         network = load_keras_network(model_path)
         facts = embedding_facts(config)
         size = working_size or training_image_size(config) or colors.IMAGE_SIZE
+        used = precisions.resolve(precision or "float32")
         if not embedder:
-            return cls.from_keras(network, None, size, model_path, config)
+            return cls.from_keras(network, None, size, model_path, config, used)
         if inception is None:
             check_embedding_dim(embedding_dim_of(network), embedding.EMBEDDING_DIM, facts, model_path)
             weights = inception_weights or weights_from_facts(facts) or "imagenet"
-            log(f"building Inception-ResNet-v2 with '{weights}' weights")
+            log(f"building Inception-ResNet-v2 with '{weights}' weights" + (f", running in {used}" if used != "float32" else ""))
             inception = embedding.build_inception(weights)
-        return cls.from_keras(network, inception, size, model_path, config)
+        return cls.from_keras(network, inception, size, model_path, config, used)
 
     @classmethod
-    def _from_saved_model(cls, path, info, inception_weights=None, working_size=None):
+    def _from_saved_model(cls, path, info, inception_weights=None, working_size=None, precision=None):
         if inception_weights:
             raise ModelError(f"{path}: a SavedModel carries its own Inception weights; drop --inception-weights")
+        exported = info.get("precision", "float32")
+        if precision not in (None, "auto") and precisions.resolve(precision) != exported:
+            raise ModelError(f"{path}: this SavedModel runs in {exported} (it was exported so); drop --precision or export again with --precision {precision}")
         loaded = tf.saved_model.load(path)
         missing = {"colorize_lab", "embed"} - set(loaded.signatures)
         if missing:
@@ -216,6 +235,7 @@ class Colorizer:
             info.get("config"),
         )
         colorizer.saved_model = loaded  # keeps the functions' variables alive
+        colorizer.precision = exported
         return colorizer
 
     # -- the method ----------------------------------------------------------------------------------
