@@ -21,6 +21,7 @@ class ColorizeConfig:
     overwrite: bool = False
     inception_weights: str | None = None  # imagenet | random | PATH; default: the weights used in training
     max_pixels: int = DEFAULT_MAX_PIXELS  # bigger photos are skipped (0: no limit)
+    precision: str | None = None  # float32 | bfloat16 | auto; default float32 (a SavedModel: as exported)
     verbose: bool = False
 
 
@@ -31,6 +32,7 @@ class ExportConfig:
     inception_weights: str | None = None  # imagenet | random | PATH; default: the weights used in training
     working_size: int | None = None  # colorizer input size; default: the training image size, else 224
     max_pixels: int = DEFAULT_MAX_PIXELS  # serving_default refuses bigger images (0: no limit)
+    precision: str = "float32"  # float32 | bfloat16 | auto: what runs inside (inputs and outputs stay float32)
     overwrite: bool = False
     verbose: bool = False
 
@@ -47,6 +49,7 @@ class EvaluateConfig:
     max_side: int = 0  # --images: larger photos are shrunk to this longer side before colorizing (0: never)
     working_size: int | None = None  # --images: network size; default: the training image size
     inception_weights: str | None = None  # --images: imagenet | random | PATH; default: as in training
+    precision: str | None = None  # float32 | bfloat16 | auto; default float32 (a SavedModel: as exported)
     mean_ab_records: str | None = None  # records whose train split gives the mean-ab baseline
     mean_ab_examples: int = 2000  # how many training examples to average for it (0 = all)
     grid_rows: int = 3  # best and worst images shown in best_worst.png (each)

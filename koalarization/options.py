@@ -27,6 +27,15 @@ def add_max_pixels(parser, what):
     )  # fmt: skip
 
 
+def add_precision(parser, default=None):
+    from koalarization import precision
+
+    parser.add_argument(
+        "--precision", choices=precision.CHOICES, default=default,
+        help=precision.HELP + (f" (default: {default})" if default else " (default: float32; a SavedModel runs as it was exported)"),
+    )  # fmt: skip
+
+
 def check(parser, args):
     """``parser.error`` (exit status 2, one line) for a bad ``--working-size`` or ``--max-pixels``."""
     if getattr(args, "max_pixels", 0) < 0:
