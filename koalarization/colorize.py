@@ -45,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them and say so)")
     options.add_max_pixels(parser, "skip (and name)")
     parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
+    options.add_precision(parser)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = options.check(parser, parser.parse_args(argv))
     return colorizing.ColorizeConfig(**{**vars(args), "inputs": tuple(args.inputs)})

@@ -127,7 +127,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
     from tqdm import tqdm
 
-    colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log)
+    colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
 
     def readable():
         for path, out in todo:

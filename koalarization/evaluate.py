@@ -59,6 +59,7 @@ def parse_args(argv=None):
     )
     options.add_working_size(parser, "the network runs at, with --images")
     parser.add_argument("--inception-weights", help="with --images: " + options.INCEPTION_WEIGHTS_HELP)
+    options.add_precision(parser)
     parser.add_argument(
         "--mean-ab-records",
         help="records dir whose train split gives the mean-ab baseline (default: --records, or the records "

@@ -194,7 +194,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     skipped = []
     if config.records:
         size = int(records.read_manifest(config.records)["image_size"])  # the records' letterbox size
-        colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False)
+        colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False, precision=config.precision)
         run_config = colorizer.config
         total = data.num_examples(config.records, config.split)
         examples = record_examples(config, colorizer.predict_ab, colorizer.embedding_dim)
@@ -206,7 +206,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
             raise FileNotFoundError(f"{' '.join(config.images)}: no image files found")
         total = len(paths)
         colorizer = colorizer or colorizer_module.Colorizer.load(
-            config.model, inception, config.inception_weights, config.working_size, log
+            config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision
         )
         run_config = colorizer.config
         examples = photo_examples(colorizer, readable_photos(paths, config.max_side, skipped, log), config.batch_size)
@@ -258,6 +258,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     report = {
         "model": os.path.abspath(config.model),
         "source": source,
+        "precision": colorizer.precision,
         "examples": len(per_image),
         "colour_originals": len(colour),
         "gray_originals": len(gray_ones),

@@ -18,8 +18,11 @@
   for users who bring their own embeddings.
 - ``embed``: ``inception_input`` (float [B, 299, 299, 3], gray in [-1, 1]) -> ``embedding`` [B, D].
 
+``--precision bfloat16`` (or ``auto`` on a machine with native bf16) runs both networks in bfloat16
+inside (weights stored in bf16: half the size); every signature still takes and gives float32.
+
 The SavedModel needs only ``tensorflow`` to load (no keras, no koalarization). ``export.json``
-beside ``saved_model.pb`` records the working size, the Inception weights it carries and the
+beside ``saved_model.pb`` records the working size, the precision, the Inception weights it carries and the
 training config. The folder is written under a temporary name and renamed at the end, so a TF
 Serving instance watching the parent never sees half a model.
 """
@@ -42,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
     options.add_working_size(parser, "the colorizer runs at in the SavedModel")
     options.add_max_pixels(parser, "serving_default refuses (one InvalidArgumentError)")
+    options.add_precision(parser, default="float32")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     return saved_model.ExportConfig(**vars(options.check(parser, parser.parse_args(argv))))

@@ -20,7 +20,8 @@ def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
     """A ``tf.Module`` holding the variables of both networks and the three signature functions.
 
     ``colorizer``: a :class:`~koalarization.colorizer.Colorizer` loaded from Keras. ``serving_default``
-    is :meth:`Colorizer.colorize_encoded` traced with the module's two network functions.
+    is :meth:`Colorizer.colorize_encoded` traced with the module's two network functions. The
+    networks compute in the colorizer's precision; every signature takes and gives float32.
     """
     import tensorflow as tf
 
@@ -41,13 +42,13 @@ def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
     )
     def colorize_lab(l, embedding):
         with tf.control_dependencies([inference.check_lab_shape(l)]):
-            return {"ab": network({"l": l, "embedding": embedding}, training=False)}  # (B, H, W, 2)
+            return {"ab": tf.cast(network({"l": l, "embedding": embedding}, training=False), tf.float32)}  # (B, H, W, 2)
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32, name="inception_input")]
     )
     def embed(inception_input):
-        return {"embedding": inception(inception_input, training=False)}  # (B, D)
+        return {"embedding": tf.cast(inception(inception_input, training=False), tf.float32)}  # (B, D)
 
     # serving_default runs the same method through the two functions above: each network traced once.
     served = type(colorizer)(
@@ -77,6 +78,7 @@ def export_saved_model(
     config=None,
     overwrite=False,
     max_pixels=images.DEFAULT_MAX_PIXELS,
+    precision="float32",
 ):
     """Write the SavedModel of ``colorizer`` (a :class:`~koalarization.colorizer.Colorizer` from Keras,
     or a Keras network with ``inception``) to ``out_dir``; returns ``out_dir``.
@@ -84,7 +86,8 @@ def export_saved_model(
     ``inception``: with a Keras network, an already built embedder ((B, 299, 299, 3) -> (B, D)); when
     None it is built with ``inception_weights`` ("imagenet", "random" or a weights file). ``config``:
     the training config, written to ``export.json``. Raises ``FileExistsError`` for a non-empty
-    ``out_dir`` unless ``overwrite``.
+    ``out_dir`` unless ``overwrite``. ``precision``: with a Keras network, what the SavedModel computes
+    in (a Colorizer brings its own); recorded in ``export.json``.
     """
     import tensorflow as tf
 
@@ -99,7 +102,7 @@ def export_saved_model(
     if not isinstance(colorizer, Colorizer):
         if inception is None:
             inception = embedding.build_inception(inception_weights)
-        colorizer = Colorizer.from_keras(colorizer, inception, working_size or colors.IMAGE_SIZE, config=config)
+        colorizer = Colorizer.from_keras(colorizer, inception, working_size or colors.IMAGE_SIZE, config=config, precision=precision)
     if colorizer.networks is None:
         raise ValueError(f"{colorizer.source}: already a SavedModel; export takes a run dir or a .keras file")
     inception = colorizer.networks[1]
@@ -116,6 +119,7 @@ def export_saved_model(
         info = {
             "koalarization_version": koalarization.__version__,
             "working_size": colorizer.working_size,
+            "precision": colorizer.precision,
             "max_pixels": max_pixels,
             "inception": {"model": inception.name, "weights": weights, "dim": colorizer.embedding_dim, "input_size": colors.INCEPTION_SIZE},
             "signatures": {
@@ -144,8 +148,11 @@ def export_from_path(config, inception=None, log=print):
     if kind != "keras":
         raise ModelError(f"{config.model}: already a SavedModel; export takes a run dir or a .keras file")
     weights = config.inception_weights or weights_from_facts(embedding_facts(run_config)) or "imagenet"
-    colorizer = Colorizer.load(config.model, inception, weights, config.working_size, log=log)
-    log(f"exporting {model_path} with Inception weights '{weights}', working size {colorizer.working_size} -> {config.out}")
+    colorizer = Colorizer.load(config.model, inception, weights, config.working_size, log=log, precision=config.precision)
+    log(
+        f"exporting {model_path} with Inception weights '{weights}', working size {colorizer.working_size}, "
+        f"{colorizer.precision} inside -> {config.out}"
+    )
     out = export_saved_model(colorizer, config.out, weights, config=run_config, overwrite=config.overwrite, max_pixels=config.max_pixels)
     log(f"wrote {out} (signatures: {', '.join(SIGNATURES)})")
     return out
