@@ -36,7 +36,7 @@ from typing import Any, Optional
 import koalarization
 from koalarization import rundir, safeio
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")  # auto: koalarization.precision.training_policy
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 PRESETS = {
     "paper": {},  # the dataclass defaults are the paper's settings
@@ -154,20 +154,23 @@ def _train(config, chief, callbacks, log):
     import keras
     import tensorflow as tf
 
-    from koalarization import data, records
+    from koalarization import data, precision, records
     from koalarization.model import build_colorizer, compile_colorizer
 
+    policy = precision.training_policy(config.precision)  # "auto" -> mixed_bfloat16 where bf16 is native
     manifest = records.read_manifest(config.records)
     n_train, n_val = data.num_examples(config.records, "train"), data.num_examples(config.records, "val")
     if n_train == 0:
         raise UserError(f"{config.records}: the train split is empty")
     log("Training config:\n" + "\n".join(f"  {k}: {v}" for k, v in dataclasses.asdict(config).items()))
+    if config.precision == "auto":
+        log(f"--precision auto: training in {policy} ({precision.native_bf16()[1]})")
     log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
     loop.warn_random_embedding(manifest, log)
     if chief:
         rundir.write_config(config.run_dir, {
             "config": dataclasses.asdict(config), "records": loop.records_facts(manifest),
-            "replicas": strategy.num_replicas_in_sync,
+            "replicas": strategy.num_replicas_in_sync, "precision": policy,
             "versions": {"koalarization": koalarization.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
         })
     if n_val == 0:
@@ -175,7 +178,7 @@ def _train(config, chief, callbacks, log):
 
     run = rundir.Run(config.run_dir, chief, monitor="val_loss" if n_val else "loss", log=log)
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
+    keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
@@ -242,7 +245,8 @@ def parse_config(argv=None):
     parser.add_argument("--validation-steps", type=int, help="val batches per epoch (default: the whole val split)")
     parser.add_argument("--batch-size", type=int, help="global batch size, split over the replicas (paper: 100)")
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate (paper: 0.001)")
-    parser.add_argument("--precision", choices=PRECISIONS, help="Keras dtype policy (default float32; mixed_* on GPUs/TPUs)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="Keras dtype policy (default float32); auto: mixed_bfloat16 where the CPU (avx512_bf16 / amx_bf16) "
+                        "or GPU (compute capability >= 8.0) has bf16 natively, else float32; config.json records the one used")
     parser.add_argument("--distribution", choices=DISTRIBUTIONS,
                         help="none (default): one device; mirrored: all local GPUs; multi_worker: the cluster in TF_CONFIG")
     parser.add_argument("--seed", type=int, help="seed of weight initialisation and shuffling (default 0)")

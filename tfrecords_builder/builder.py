@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import colors, embedding, images, records, safeio
+from koalarization import colors, embedding, images, precision, records, safeio
 from tfrecords_builder import sources
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
@@ -101,7 +101,11 @@ def _file_names(config):
 
 
 def _load_embedder(config, embedder, embedder_info):
-    """(callable batch -> (B, D), manifest description without dim)."""
+    """(callable batch -> (B, D), manifest description without dim).
+
+    A Keras embedder (Inception, or one passed in) runs in ``config.precision`` through a
+    ``tf.function`` traced once (float32 in and out); a plain callable runs as it is.
+    """
     if embedder is None:
         try:
             embedder = embedding.build_inception(config.inception_weights)  # "random" is seeded there
@@ -112,8 +116,12 @@ def _load_embedder(config, embedder, embedder_info):
         name = getattr(embedder, "name", None) or getattr(embedder, "__name__", None) or type(embedder).__name__
         info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
     if isinstance(embedder, keras.Model):
-        return embedder.predict_on_batch, info
-    return embedder, info
+        used = precision.resolve(config.precision)
+        network = precision.in_precision(embedder, used)
+        spec = tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)
+        embed = tf.function(lambda batch: tf.cast(network(batch, training=False), tf.float32), input_signature=[spec], autograph=False)
+        return (lambda batch: embed(batch).numpy()), {**info, "precision": used}  # (B, D)
+    return embedder, {**info, "precision": "as the custom embedder computes"}
 
 
 def _decode(payload):
@@ -285,7 +293,8 @@ def _build_locked(config, embedder, embedder_info, say, progress):
         records.SCHEMA_VERSION, config.image_size, config.val_fraction, config.shard_size, config.num_workers, config.keep_gray
     ]
     shards = [(s.name, [source.keys[p] for p in s.positions]) for s in plan]
-    fingerprint = hashlib.sha1(json.dumps([settings, source.description, info, shards]).encode()).hexdigest()
+    same = {k: v for k, v in info.items() if k != "precision" or v == "bfloat16"}  # float32 builds resume as before
+    fingerprint = hashlib.sha1(json.dumps([settings, source.description, same, shards]).encode()).hexdigest()
     out = config.out
     state, state_path, manifest_path = _prepare_out_dir(config, out, plan, fingerprint)
     todo = [s for s in plan if s.name not in state["shards"]]
