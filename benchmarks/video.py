@@ -86,7 +86,7 @@ def _plan(sizes):
     if not sizes.real_inception:
         return 4, (24, 6), (48, 64)
     if sizes.rounds < 2:
-        return 8, (300, 30), (240, 320)
+        return 16, (300, 30), (240, 320)
     return 48, (3000, 300), (480, 640)
 
 
