@@ -72,10 +72,16 @@ FIGURES = (
     (("builder_throughput",), ("builder images/s",), "pipeline:builder_throughput"),
     (("input_pipeline",), ("training images/s reading records",), "training:input_pipeline"),
     (
-        ("mixed_bfloat16", "train_gflops"),
-        ("mixed_bfloat16 train step", "training achieved GFLOP/s (float32)"),
+        ("mixed_bfloat16", "bf16_loss", "train_gflops", "train_gflops_bf16"),
+        (
+            "mixed_bfloat16 train step", "mixed_bfloat16 training loss vs float32 (same seed)",
+            "training achieved GFLOP/s (float32)", "training achieved GFLOP/s (mixed_bfloat16)",
+        ),
         "training:precision_and_flops",
     ),
+    (("builder_bf16", "embedding_bf16"), ("builder images/s, bfloat16 vs float32 embedding", "bf16 embeddings vs float32"), "precision:builder_figures"),
+    (("colorize_bf16", "colorize_bf16_accuracy"), ("colorize images/s, bfloat16 vs float32", "bf16 colorizations vs float32"), "precision:colorize_figures"),
+    (("savedmodel_bf16", "savedmodel_batch"), ("SavedModel bytes -> bytes, bfloat16 vs float32", "SavedModel images/s, batch 8 vs batch 1"), "precision:savedmodel_figures"),
     (("record_bytes",), ("bytes per record example",), "stages:record_bytes"),
     (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
     (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),

@@ -4,8 +4,9 @@ import os
 import platform
 import sys
 
-# CPU flags meaning native bfloat16 arithmetic (x86: AVX512-BF16 or AMX; Arm: the BF16 extension).
-BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+from koalarization import precision
+
+BF16_FLAGS = precision.CPU_BF16_FLAGS  # native bfloat16 arithmetic (x86: AVX512-BF16 or AMX; Arm: BF16)
 
 
 def _cpuinfo():
@@ -26,11 +27,12 @@ def cpu_model(cpuinfo=None):
 
 def bf16_flags(cpuinfo=None):
     """The CPU flags of the first core that mean native bf16 (empty: bf16 is emulated)."""
-    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
-    for line in cpuinfo.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            return sorted(set(line.split(":", 1)[1].split()) & set(BF16_FLAGS))
-    return []
+    return precision.cpu_bf16_flags(cpuinfo)
+
+
+def bf16_native():
+    """True where the bf16 goals apply: koalarization's own ``auto`` decision (CPU flags or GPU)."""
+    return precision.native_bf16()[0]
 
 
 def load_average():
@@ -49,6 +51,8 @@ def describe(backend="tensorflow"):
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "bf16_supported": bool(flags),
         "bf16_flags": flags,
+        "bf16_native": precision.native_bf16()[0],
+        "bf16_reason": precision.native_bf16()[1],
         "python": sys.version.split()[0],
         "load_average_start": load_average(),
     }

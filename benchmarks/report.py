@@ -15,6 +15,11 @@ def _number(value):
     return f"{value:.3g}"
 
 
+def _ratio(row):
+    spread = row.get("spread")
+    return _number(row["ratio"]) + (f" ±{100 * spread:.0f}%" if spread is not None and math.isfinite(spread) else "")
+
+
 def _side(side):
     return f"{side['what']}: {_number(side['value'])} {side['unit']}".strip()
 
@@ -32,12 +37,15 @@ def markdown(results):
         + f" (Keras backend {m['keras_backend']}); accelerators: {', '.join(m['accelerators']) or 'none'}; "
         f"load average {m['load_average_start']} at start, {m.get('load_average_end')} at end.",
         "",
+        f"bf16 goals: {'apply' if m.get('bf16_native', m['bf16_supported']) else 'n/a'} here ({m.get('bf16_reason', '')}); "
+        "ratios of two sides timed in alternation, ± the spread of the per-round ratio.",
+        "",
         "| figure | measured | against | ratio | goal | result | notes |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["figures"]:
         lines.append(
-            f"| {row['figure']} | {_side(row['measured'])} | {_side(row['against'])} | {_number(row['ratio'])} "
+            f"| {row['figure']} | {_side(row['measured'])} | {_side(row['against'])} | {_ratio(row)} "
             f"| {row['goal'] or 'report'} | {STATUS_MARK[row['status']]} | {row['note'].replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
