@@ -281,9 +281,9 @@ class Segment:
     """One chunk's video file, encoded frame by frame; ``close()`` finishes it, then it is renamed.
 
     The encoder runs on a thread of its own (the ``ENCODER`` pool), never on one that TensorFlow's
-    ops run on: TensorFlow may leave a thread's floating-point mode changed (flush-to-zero), which
-    changes x264's decisions, so the same frames would not always give the same bytes (and a
-    resumed film would not equal an unkilled one). It also encodes while the network runs.
+    ops run on: there, x264 gave other bytes for the same frames from one run to the next (most
+    likely TensorFlow's floating-point mode, e.g. flush-to-zero, left on the thread), so a resumed
+    film did not equal an unkilled one. It also encodes while the network runs.
     """
 
     def __init__(self, path, probe_, config, container_format):
