@@ -129,7 +129,8 @@ def probe(path):
         try:
             av.codec.Codec(name, "r")
         except Exception:  # noqa: BLE001  (unknown codec: no decoder in this FFmpeg)
-            raise VideoError(f"{path}: the video codec '{name}' cannot be decoded by this FFmpeg build") from None
+            what = "an unknown video codec" if name == "unknown" else f"the video codec '{name}'"
+            raise VideoError(f"{path}: {what}: this FFmpeg build cannot decode it") from None
         frames = 0
         try:
             for packet in container.demux(stream):

@@ -236,8 +236,11 @@ def test_bad_videos_get_one_line_each_and_no_output(models, clips, tmp_path, cap
     (bad / "text.mp4").write_text("not a video")
     data = open(clips["film"], "rb").read()
     (bad / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    write_clip(str(bad / "alien.mkv"), 4, HEIGHT, WIDTH)
+    alien = (bad / "alien.mkv").read_bytes()
+    (bad / "alien.mkv").write_bytes(alien.replace(b"V_MPEG4/ISO/AVC", b"V_KOALA/ISO/AVC"))  # a codec id FFmpeg does not know
     expected = {"audio.m4a": "no video stream (audio only)", "empty.mkv": "no frames", "text.mp4": "not a video FFmpeg can read",
-                "truncated.mp4": "not a video FFmpeg can read"}  # fmt: skip
+                "truncated.mp4": "not a video FFmpeg can read", "alien.mkv": "unknown video codec"}  # fmt: skip
     out = tmp_path / "out"
     code = video.main([*(str(bad / name) for name in expected), "-o", str(out), "--model", run], inception=keras.saving.load_model(embedder))
     lines = capsys.readouterr().out.splitlines()
