@@ -308,3 +308,23 @@ def test_audio_that_mp4_cannot_hold_goes_into_another_container_unchanged(colori
     out = run_video(colorizer, path, tmp_path / "out")
     assert out.endswith("telephone.mov")
     assert len(decoded(out)[0]) == 8 and audio_packets(out) == audio_packets(path)
+
+
+def test_resume_with_other_settings_starts_over_and_says_so(colorizer, clips, monkeypatch, tmp_path):
+    real, calls = video.colorize_batch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # one chunk of 16 finished
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video, "colorize_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_video(colorizer, clips["film"], tmp_path)
+    monkeypatch.setattr(video, "colorize_batch", real)
+    said = []
+    config = video.VideoConfig(inputs=(clips["film"],), out_dir=str(tmp_path), model="unused", chunk_frames=CHUNK, smoothing=0.5, resume=True)
+    out = video.colorize_video(config, clips["film"], colorizer, log=said.append, progress=False)
+    assert any("starting over" in line for line in said), said
+    assert len(decoded(out)[0]) == FRAMES
