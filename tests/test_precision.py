@@ -1,0 +1,126 @@
+"""``--precision float32|bfloat16|auto``: who decides ``auto``, and that every door runs in the precision
+asked for and records it (builder manifest, train's config.json, export.json, metrics.json), with
+float32 inputs and outputs and pixels within 3/255 of float32. Stand-in networks keep it fast; the
+real Inception in bf16 is measured in ``benchmarks`` (``embedding_bf16``, ``colorize_bf16_accuracy``).
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import write_synthetic_records
+from test_builder import read_records, save_photos
+from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
+
+from koalarization import colorize, colorizer, embedding, evaluate, export, precision
+from koalarization.train import TrainConfig, train
+from tfrecords_builder import BuildConfig, build
+
+XEON = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
+EPYC = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f\n"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, gpus, native",
+    [(XEON, [], True), (EPYC, [], False), (EPYC, [(8, 0)], True), (XEON, [(7, 5)], False)],
+)
+def test_auto_is_bf16_only_where_the_hardware_has_it(cpuinfo, gpus, native, monkeypatch):
+    read = precision.cpu_bf16_flags
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: read(cpuinfo))
+    monkeypatch.setattr(precision, "_gpu_compute_capabilities", lambda: gpus)
+    decided, reason = precision.native_bf16.__wrapped__()
+    assert decided is native and reason
+    monkeypatch.setattr(precision, "native_bf16", lambda: (decided, reason))
+    assert precision.resolve("auto") == ("bfloat16" if native else "float32")
+    assert precision.training_policy("auto") == ("mixed_bfloat16" if native else "float32")
+    assert precision.resolve("float32") == "float32" and precision.training_policy("mixed_float16") == "mixed_float16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        precision.resolve("float16")
+
+
+def test_cpu_flags_are_read_from_cpuinfo():
+    assert precision.cpu_bf16_flags(XEON) == ["amx_bf16", "avx512_bf16"]
+    assert precision.cpu_bf16_flags(EPYC) == []
+
+
+def test_bfloat16_colorizer_keeps_float32_io_and_its_pixels():
+    network, inception = tinted_colorizer(16), stand_in_embedder(16)
+    rgb = np.random.default_rng(0).random((45, 70, 3)).astype(np.float32)
+    f32 = colorizer.Colorizer.from_keras(network, inception, 64)
+    bf16 = colorizer.Colorizer.from_keras(network, inception, 64, precision="bfloat16")
+    assert (f32.precision, bf16.precision) == ("float32", "bfloat16")
+    computing = [layer for net in bf16.networks for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert {layer.compute_dtype for layer in computing} == {"bfloat16"}
+    assert network.layers[1].compute_dtype == "float32"  # the caller's network is left as it was
+    assert bf16.embed(tf.zeros([2, 299, 299, 3])).dtype == tf.float32
+    a, b = f32.colorize([rgb])[0].numpy(), bf16.colorize([rgb])[0].numpy()
+    assert b.shape == a.shape == (45, 70, 3) and b.dtype == np.uint8
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert np.percentile(diff, 99.9) <= 3, diff.max()
+
+
+@pytest.fixture
+def stand_in_inception(monkeypatch):
+    inception = stand_in_embedder(16)  # one network: "random" weights are the same in every stage
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": inception)
+    monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)
+
+
+def test_export_colorize_and_evaluate_in_bfloat16_record_it(stand_in_inception, tmp_path, capsys):
+    run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))
+    out = tmp_path / "models" / "1"
+    assert export.main(["--model", run_dir, "--out", str(out), "--precision", "bfloat16"]) == 0
+    assert json.load(open(out / colorizer.EXPORT_INFO_NAME))["precision"] == "bfloat16"
+    loaded = tf.saved_model.load(str(out))
+    assert sorted(loaded.signatures) == ["colorize_lab", "embed", "serving_default"]
+    lab = loaded.signatures["colorize_lab"]
+    assert {spec.dtype for spec in lab.structured_input_signature[1].values()} == {tf.float32}
+    assert lab(l=tf.zeros([1, 16, 16, 1]), embedding=tf.zeros([1, 16]))["ab"].dtype == tf.float32
+    assert {v.dtype for v in loaded.colorizer_variables} == {tf.bfloat16}  # the weights inside are bf16: half the size
+
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    keras.utils.save_img(str(photo), np.random.default_rng(1).random((40, 56, 3)))
+    assert colorize.main([str(photo), "-o", str(tmp_path / "c"), "--model", str(out), "--precision", "float32"]) == 2
+    assert "runs in bfloat16" in capsys.readouterr().err
+    assert colorize.main([str(photo), "-o", str(tmp_path / "c"), "--model", str(out)]) == 0
+    served = keras.utils.img_to_array(keras.utils.load_img(str(tmp_path / "c" / "photo.png")))
+    assert colorize.main([str(photo), "-o", str(tmp_path / "k"), "--model", run_dir, "--precision", "bfloat16"]) == 0
+    keras_bf16 = keras.utils.img_to_array(keras.utils.load_img(str(tmp_path / "k" / "photo.png")))
+    assert np.percentile(np.abs(served - keras_bf16), 99.9) <= 3  # the same method in the same precision
+
+    assert evaluate.main(["--model", str(out), "--images", str(photo), "-o", str(tmp_path / "e")]) == 0
+    assert json.load(open(tmp_path / "e" / "metrics.json"))["precision"] == "bfloat16"
+    assert evaluate.main(["--model", run_dir, "--images", str(photo), "-o", str(tmp_path / "e32")]) == 0
+    assert json.load(open(tmp_path / "e32" / "metrics.json"))["precision"] == "float32"
+
+
+def test_builder_embeds_in_bfloat16_and_records_it(tmp_path):
+    photos = save_photos(str(tmp_path / "photos"), 6, size=(24, 32))
+    inception = stand_in_embedder(16)
+    vectors = {}
+    for kind in ("float32", "bfloat16"):
+        config = BuildConfig(out=str(tmp_path / kind), images=(photos,), image_size=16, batch_size=4, val_fraction=0.0, precision=kind)
+        manifest = build(config, embedder=inception, progress=False)
+        assert manifest["embedding"]["precision"] == kind and manifest["config"]["precision"] == kind
+        examples = read_records(str(tmp_path / kind))
+        vectors[kind] = np.stack([examples[k]["embedding"] for k in sorted(examples)])  # (6, 16)
+    error = np.linalg.norm(vectors["bfloat16"] - vectors["float32"]) / np.linalg.norm(vectors["float32"])
+    assert 0 < error < 0.02  # bf16 really ran, and stayed close
+
+
+def test_train_auto_trains_in_mixed_bfloat16_where_native_and_records_it(tmp_path, monkeypatch):
+    records = str(tmp_path / "records")
+    write_synthetic_records(records, n_train=8, n_val=0, image_size=16)
+    monkeypatch.setattr(precision, "native_bf16", lambda: (True, "test: as on a CPU with amx_bf16"))
+    config = TrainConfig.with_preset("smoke", records=records, run_dir=str(tmp_path / "run"), epochs=1, steps_per_epoch=2,
+                                     precision="auto", export=False)  # fmt: skip
+    result = train(config, log=lambda *a, **k: None)
+    saved = json.load(open(os.path.join(result.run_dir, "config.json")))
+    assert saved["config"]["precision"] == "auto" and saved["precision"] == "mixed_bfloat16"
+    assert result.model.get_layer("encoder_conv1").compute_dtype == "bfloat16"
+    assert np.isfinite(result.history["loss"]).all()
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
