@@ -73,12 +73,14 @@ class VideoConfig:
     resume: bool = False
     overwrite: bool = False
     inception_weights: str | None = None
+    precision: str | None = None  # float32 | bfloat16 | auto; default float32 (a SavedModel: as exported)
     verbose: bool = False
 
     def settings(self):
         """What a chunk's pixels depend on: a --resume with other values starts over."""
         keys = ("model", "working_size", "chunk_frames", "smoothing", "cut_threshold", "video_codec", "crf", "inception_weights")
-        return {key: getattr(self, key) for key in keys} | {"model": os.path.realpath(self.model), "version": STATE_VERSION}
+        precision = {"precision": self.precision} if self.precision else {}  # unset: as before, so old runs resume
+        return {key: getattr(self, key) for key in keys} | {"model": os.path.realpath(self.model), "version": STATE_VERSION} | precision
 
 
 def is_video(path):
@@ -575,7 +577,7 @@ def colorize_videos(config, inception=None, log=print, progress=True):
                 todo.append((path, info))
         except VideoError as error:
             skip(path, str(error))
-    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log) if todo else None
+    colorizer = Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision) if todo else None
     for path, info in todo:
         try:
             written.append(colorize_video(config, path, colorizer, log, progress, info))
@@ -600,6 +602,7 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue a killed run from its last finished chunk")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them and say so)")
     parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
+    options.add_precision(parser)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = options.check(parser, parser.parse_args(argv))
     photos = [path for path in args.inputs if os.path.splitext(path)[1].lower() in images.IMAGE_EXTENSIONS]
