@@ -84,6 +84,7 @@ FIGURES = (
     (("savedmodel_bf16", "savedmodel_batch"), ("SavedModel bytes -> bytes, bfloat16 vs float32", "SavedModel images/s, batch 8 vs batch 1"), "precision:savedmodel_figures"),
     (("record_bytes",), ("bytes per record example",), "stages:record_bytes"),
     (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
+    (("colorize_throughput", "first_photo_run_dir", "first_photo_saved_model"), ("colorize images/s, 20 photos of 1024x768", "time to the first colorized photo, run dir", "time to the first colorized photo, SavedModel"), "speed:speed_figures"),
     (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),
     (("colorize_memory",), ("colorize a 6000x4000 photo: peak memory",), "memory:colorize_memory"),
     (("video_speed", "video_memory"), ("video frames/s vs the same frames as photos", "video peak memory"), "video:video_figures"),

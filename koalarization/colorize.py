@@ -8,6 +8,12 @@ the object the SavedModel's ``serving_default`` is traced from, so both give the
 output ``OUTDIR/<name>.png`` has the input's size and its full-resolution luminance; only the
 chroma comes from the network. A colour input is reduced to its luminance first. ``--compare``
 adds ``OUTDIR/<name>_compare.png``: gray input | colorized | original (when the input was colour).
+``--format jpg|webp`` (with ``--quality``) writes smaller lossy files instead of PNGs; PNGs are
+written at zlib level 1 (``--png-compression``: every level is lossless, 9 is smallest and slowest).
+
+Speed: the first photos are decoded while the model loads, the first photo goes through the
+networks alone (so it is out one network call after the model is ready; the model's loading time
+is printed), and decoding, recombination and encoding run in threads beside the networks.
 
 Folders are searched recursively and keep their sub-folders in OUTDIR. Output names are decided
 from the whole input set, so they do not depend on the order of the arguments: ``a.jpg`` and
@@ -37,17 +43,27 @@ def parse_args(argv=None):
         "Videos (.mp4, .mov, .mkv, .avi, .webm, ...) are colorized by python -m koalarization.video (see its --help).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or glob patterns")
-    parser.add_argument("-o", "--out-dir", required=True, help="folder for the colorized PNGs (created if needed)")
+    parser.add_argument("-o", "--out-dir", required=True, help="folder for the colorized images (created if needed)")
     parser.add_argument("--model", required=True, help="run dir (model.keras + config.json), .keras file or exported SavedModel dir")
     options.add_working_size(parser, "the network runs at; the output keeps the input size")
     parser.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8; and at most ~16 MP of them)")
-    parser.add_argument("--compare", action="store_true", help="also write NAME_compare.png: gray input | colorized | original")
+    parser.add_argument("--compare", action="store_true", help="also write NAME_compare.<format>: gray input | colorized | original")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them and say so)")
     options.add_max_pixels(parser, "skip (and name)")
+    parser.add_argument("--format", choices=("png", "jpg", "webp"), default="png", help="output format (default: png, lossless)")
+    parser.add_argument("--quality", type=int, default=90, help="jpg and webp quality, 1-100 (default: %(default)s)")
+    parser.add_argument(
+        "--png-compression", type=int, default=1,
+        help="PNG zlib level 0-9, all lossless (default: %(default)s, fast; 9: smallest files, several times slower)",
+    )  # fmt: skip
     parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
     options.add_precision(parser)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     args = options.check(parser, parser.parse_args(argv))
+    if not 1 <= args.quality <= 100:
+        parser.error(f"--quality {args.quality}: must be 1-100")
+    if not 0 <= args.png_compression <= 9:
+        parser.error(f"--png-compression {args.png_compression}: must be 0-9")
     return colorizing.ColorizeConfig(**{**vars(args), "inputs": tuple(args.inputs)})
 
 

@@ -148,6 +148,7 @@ class Colorizer:
         self.embedding_dim = int(embedding_dim)
         self.predict_ab, self.embed = predict_ab, embed
         self.source, self.config, self.networks = source, config, networks
+        self.compiled = self._compile()
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
@@ -239,16 +240,49 @@ class Colorizer:
         return colorizer
 
     # -- the method ----------------------------------------------------------------------------------
+    def _compile(self):
+        """The method's three steps as ``tf.function``\\ s of fixed input signatures, each traced once
+        whatever the model source, batch or photo size: ``prepare`` (one photo -> network inputs),
+        ``networks`` (embedder then colorizer, on a batch) and ``recombine`` (full resolution)."""
+        size = self.working_size
+        photo = tf.TensorSpec([None, None, 3], tf.float32)
+        prepare = tf.function(lambda rgb: inference.network_inputs(rgb, size), input_signature=[photo], autograph=False)
+        recombine = tf.function(
+            lambda ab, rgb: inference.recombine_in_strips(ab, rgb, size),
+            input_signature=[tf.TensorSpec([size, size, 2], tf.float32), photo], autograph=False,
+        )  # fmt: skip
+        networks = None
+        if self.embed is not None:
+            inception = colors.INCEPTION_SIZE
+            networks = tf.function(
+                lambda l, gray: self.predict_ab(l, self.embed(gray)),  # (B, S, S, 2)
+                input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, inception, inception, 3], tf.float32)],
+                autograph=False,
+            )  # fmt: skip
+        return {"prepare": prepare, "networks": networks, "recombine": recombine}
+
+    def _step(self, name, plain, *args):
+        """Eagerly: the compiled step; inside a graph being traced (the SavedModel): the plain ops."""
+        return self.compiled[name](*args) if tf.executing_eagerly() else plain(*args)
+
+    def prepare(self, rgb):
+        """One sRGB photo (H, W, 3) in [0, 1] -> (l (S, S, 1), Inception input (299, 299, 3))."""
+        return self._step("prepare", lambda x: inference.network_inputs(x, self.working_size), tf.convert_to_tensor(rgb, tf.float32))
+
+    def predict_prepared(self, pairs):
+        """``prepare`` outputs of B photos -> predicted ab (B, S, S, 2), scaled as in training."""
+        l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
+        gray = tf.stack([p[1] for p in pairs])  # (B, 299, 299, 3)
+        return self._step("networks", lambda l, gray: self.predict_ab(l, self.embed(gray)), l, gray)
+
     def predict(self, rgbs):
         """sRGB images (each (H_i, W_i, 3) in [0, 1]) -> predicted ab (B, S, S, 2), scaled as in training."""
-        pairs = [inference.network_inputs(rgb, self.working_size) for rgb in rgbs]
-        l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
-        embedding = self.embed(tf.stack([p[1] for p in pairs]))  # (B, D)
-        return self.predict_ab(l, embedding)  # (B, S, S, 2)
+        return self.predict_prepared([self.prepare(rgb) for rgb in rgbs])
 
     def recombine(self, ab_scaled, rgb):
         """One image's predicted ab (S, S, 2) + its sRGB (H, W, 3) -> the colorized uint8 (H, W, 3), in strips."""
-        return inference.recombine_in_strips(ab_scaled, rgb, self.working_size)
+        plain = lambda ab, x: inference.recombine_in_strips(ab, x, self.working_size)  # noqa: E731
+        return self._step("recombine", plain, tf.convert_to_tensor(ab_scaled, tf.float32), tf.convert_to_tensor(rgb, tf.float32))
 
     def colorize(self, rgbs):
         """sRGB images (each (H_i, W_i, 3) in [0, 1], tensors or numpy) -> uint8 sRGB tensors of the same sizes."""
@@ -262,23 +296,72 @@ class Colorizer:
         return encode_png(self.colorize([rgb])[0])
 
     # -- batches of files ------------------------------------------------------------------------------
-    def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS):
-        """``(key, rgb)`` pairs -> ``(key, rgb, colorized uint8 tensor or the exception)``, in batches
-        bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone)."""
-        batch, pixels = [], 0
+    def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS, finish=None, workers=0):
+        """``(key, rgb)`` pairs -> ``(key, rgb, result or the exception)`` in input order, in batches
+        bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone;
+        the first photo goes alone too, so that it is out one network call after the models are ready).
+
+        ``result`` is the colorized uint8 tensor, or ``finish(key, rgb, colorized)`` (e.g. encoding and
+        saving it). ``workers > 0``: the recombination and ``finish`` run in that many threads beside
+        the networks, which go on with the next batch meanwhile. A TensorFlow error or running out
+        of memory is yielded for its photo; any other exception (from ``finish``) is raised.
+        """
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        finish = finish or (lambda key, rgb, colorized: colorized)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="recombine") if workers else None
+        pending = deque()  # (key, rgb, future or result) in input order
+
+        def done(entry):
+            key, rgb, outcome = entry
+            if pool is not None and not isinstance(outcome, Exception):
+                try:
+                    outcome = outcome.result()
+                except (tf.errors.OpError, MemoryError) as error:
+                    outcome = error
+            return key, rgb, outcome
+
+        def finished(key, ab, rgb):
+            return finish(key, rgb, self.recombine(ab, rgb))
+
+        try:
+            for batch in self._batches(items, batch_size, batch_pixels):
+                for key, rgb, ab in self._run_batch(batch):
+                    if isinstance(ab, Exception):
+                        pending.append((key, rgb, ab))
+                    elif pool is not None:
+                        pending.append((key, rgb, pool.submit(finished, key, ab, rgb)))
+                    else:
+                        try:
+                            pending.append((key, rgb, finished(key, ab, rgb)))
+                        except (tf.errors.OpError, MemoryError) as error:
+                            pending.append((key, rgb, error))
+                while len(pending) > (2 * batch_size if pool is not None else 0):
+                    yield done(pending.popleft())
+            while pending:
+                yield done(pending.popleft())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _batches(items, batch_size, batch_pixels):
+        batch, pixels, first = [], 0, True
         for key, rgb in items:
             size = int(rgb.shape[0]) * int(rgb.shape[1])
-            if batch and (len(batch) >= batch_size or pixels + size > batch_pixels):
-                yield from self._run_batch(batch)
-                batch, pixels = [], 0
+            if batch and (first or len(batch) >= batch_size or pixels + size > batch_pixels):
+                yield batch
+                batch, pixels, first = [], 0, False
             batch.append((key, rgb))
             pixels += size
         if batch:
-            yield from self._run_batch(batch)
+            yield batch
 
     def _run_batch(self, batch):
+        """A batch -> ``(key, rgb, ab (S, S, 2) or the exception)`` per photo."""
         try:
-            outputs = self.colorize([rgb for _, rgb in batch])
+            ab = self.predict([rgb for _, rgb in batch])  # (B, S, S, 2)
         except (tf.errors.OpError, MemoryError) as error:  # e.g. out of memory on a huge image
             if len(batch) > 1:  # find which one: each alone
                 for item in batch:
@@ -286,6 +369,5 @@ class Colorizer:
                 return
             yield batch[0][0], batch[0][1], error
             return
-        for (key, rgb), colorized in zip(batch, outputs):
-            yield key, rgb, colorized
-
+        for i, (key, rgb) in enumerate(batch):
+            yield key, rgb, ab[i]

@@ -75,15 +75,36 @@ def _counts(values):
     return counts
 
 
-def _save_png(image, path, inputs_real):
-    """Write ``image`` (uint8 (H, W, 3), numpy or tensor) as PNG to ``path`` atomically, with the
-    encoder serving_default uses; never over one of the inputs."""
-    from koalarization.colorizer import encode_png
+FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}  # --format -> file extension
+ENCODE_WORKERS = 2  # threads that recombine and encode beside the networks
+DECODE_WORKERS = 2  # threads that decode the next photos (started before the model loads)
 
+
+def encode(image, fmt="png", quality=90, png_compression=1):
+    """uint8 (H, W, 3) (numpy or tensor) -> file bytes: PNG (zlib ``png_compression``, lossless),
+    JPEG or WebP at ``quality``. PNG and JPEG are TensorFlow's encoders (as ``serving_default``)."""
+    import tensorflow as tf
+
+    if fmt == "png":
+        return tf.io.encode_png(image, compression=png_compression).numpy()
+    if fmt == "jpg":
+        return tf.io.encode_jpeg(image, quality=quality, optimize_size=False).numpy()
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buffer, format="WEBP", quality=quality, method=4)
+    return buffer.getvalue()
+
+
+def _save(image, path, inputs_real, config):
+    """Write ``image`` (uint8 (H, W, 3), numpy or tensor) to ``path`` atomically in ``config.format``; never over one of the inputs."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.realpath(path) in inputs_real or (os.path.exists(path) and any(safeio.same_file(path, s) for s in inputs_real)):
         raise safeio.OutputPathError(f"{path}: is one of the inputs (through a link); not overwritten")
-    safeio.write_bytes(path, encode_png(image).numpy())
+    safeio.write_bytes(path, encode(image, config.format, config.quality, config.png_compression))
 
 
 def colorize_files(config, inception=None, log=print, colorizer=None):
@@ -93,14 +114,22 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     only names it); ``inception``: an already built embedder for loading ``config.model``.
     Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
     Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
+
+    Speed: the first photos are decoded while the model loads, then decoding runs ahead in
+    ``DECODE_WORKERS`` threads and recombination + encoding in ``ENCODE_WORKERS`` threads, beside
+    the networks; the first photo goes through alone, so it is out one network call after the
+    model is ready (the progress line shows the model's loading time).
     """
     if config.batch_size < 1:
         raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+    if config.format not in FORMATS:
+        raise ValueError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
     input_folders = [item for item in config.inputs if os.path.isdir(item)]
     safeio.check_output_dir(config.out_dir, input_folders)
     from koalarization.colorizer import Colorizer, resolve_model
 
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
+    ext = FORMATS[config.format]
     jobs, missing = plan_outputs(config.inputs, config.out_dir, config.compare)
     summary = Summary(failed=list(missing))
     for path, reason in missing:
@@ -109,12 +138,12 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     todo = []
     for path, stem in jobs:
         out = os.path.join(config.out_dir, stem)
-        if os.path.realpath(out + ".png") in inputs_real or (config.compare and os.path.realpath(out + "_compare.png") in inputs_real):
-            summary.failed.append((path, f"its output {out}.png is one of the inputs (through a link); not overwritten"))
-            log(f"skipped {path}: its output {out}.png is one of the inputs (through a link); not overwritten")
-        elif os.path.exists(out + ".png") and not config.overwrite:
-            summary.existing.append(out + ".png")
-            log(f"kept {out}.png: already exists (pass --overwrite to replace it)")
+        if os.path.realpath(out + ext) in inputs_real or (config.compare and os.path.realpath(out + COMPARE_SUFFIX + ext) in inputs_real):
+            summary.failed.append((path, f"its output {out}{ext} is one of the inputs (through a link); not overwritten"))
+            log(f"skipped {path}: its output {out}{ext} is one of the inputs (through a link); not overwritten")
+        elif os.path.exists(out + ext) and not config.overwrite:
+            summary.existing.append(out + ext)
+            log(f"kept {out}{ext}: already exists (pass --overwrite to replace it)")
         else:
             todo.append((path, out))
     if not todo:
@@ -125,35 +154,62 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     for folder in sorted({os.path.dirname(out) for _, out in todo}):  # leftovers of a killed run
         safeio.clean_temporaries(folder, [OLD_TEMPORARY])
 
+    import time
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
+    reader = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
+    waiting, ahead = iter(todo), deque()
+
+    def read_next():
+        job = next(waiting, None)
+        if job is not None:
+            ahead.append((job, reader.submit(images.read_image, job[0], config.max_pixels, as_tensor=True)))
 
     def readable():
-        for path, out in todo:
+        while ahead:
+            job, future = ahead.popleft()
+            read_next()
             try:
-                yield (path, out), images.read_image(path, config.max_pixels, as_tensor=True)
+                yield job, future.result()
             except images.ImageError as error:
                 summary.failed.append((error.path, error.reason))
                 progress.write(f"skipped {error}")
                 progress.update()
 
-    with tqdm(total=len(todo), desc="colorizing", unit="image", file=sys.stderr, disable=None) as progress:
-        for (path, out), rgb, colorized in colorizer.colorize_stream(readable(), config.batch_size):
-            if isinstance(colorized, Exception):
-                summary.failed.append((path, f"colorization failed: {colorized.__class__.__name__}"))
-                progress.write(f"skipped {path}: colorization failed ({colorized.__class__.__name__})")
-            else:
-                try:
-                    _save_png(colorized, out + ".png", inputs_real)
-                    if config.compare:
-                        from koalarization import plots
+    def finish(job, rgb, colorized):  # in an encoding thread
+        _, out = job
+        try:
+            _save(colorized, out + ext, inputs_real, config)
+            if config.compare:
+                from koalarization import plots
 
-                        _save_png(plots.comparison_strip(rgb.numpy(), colorized.numpy()), out + COMPARE_SUFFIX + ".png", inputs_real)
-                except OSError as error:  # disk full, permission: nothing after this would work either
-                    raise safeio.OutputPathError(safeio.describe_os_error(out + ".png", error)) from None
-                summary.colorized.append(out + ".png")
-            progress.update()
+                _save(plots.comparison_strip(rgb.numpy(), colorized.numpy()), out + COMPARE_SUFFIX + ext, inputs_real, config)
+        except OSError as error:  # disk full, permission: nothing after this would work either
+            raise safeio.OutputPathError(safeio.describe_os_error(out + ext, error)) from None
+        return out + ext
+
+    try:
+        for _ in range(config.batch_size + DECODE_WORKERS):  # decoded while the model loads
+            read_next()
+        start = time.perf_counter()
+        colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
+        loaded = time.perf_counter() - start
+        log(f"model ready in {loaded:.1f} s ({colorizer.source or config.model}); colorizing {len(todo)} image(s)")
+        with tqdm(total=len(todo), desc="colorizing", unit="image", file=sys.stderr, disable=None) as progress:
+            progress.set_postfix_str(f"model ready in {loaded:.1f} s", refresh=True)
+            stream = colorizer.colorize_stream(readable(), config.batch_size, finish=finish, workers=ENCODE_WORKERS)
+            for (path, out), _, written in stream:
+                if isinstance(written, Exception):
+                    summary.failed.append((path, f"colorization failed: {written.__class__.__name__}"))
+                    progress.write(f"skipped {path}: colorization failed ({written.__class__.__name__})")
+                else:
+                    summary.colorized.append(written)
+                progress.update()
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
     log(_summary_line(summary, config.out_dir))
     return summary
 

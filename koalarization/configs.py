@@ -22,6 +22,9 @@ class ColorizeConfig:
     inception_weights: str | None = None  # imagenet | random | PATH; default: the weights used in training
     max_pixels: int = DEFAULT_MAX_PIXELS  # bigger photos are skipped (0: no limit)
     precision: str | None = None  # float32 | bfloat16 | auto; default float32 (a SavedModel: as exported)
+    format: str = "png"  # png | jpg | webp
+    quality: int = 90  # jpg and webp quality, 1-100
+    png_compression: int = 1  # zlib level 0-9: all lossless; 1 is ~3x faster to write than 6, a little bigger
     verbose: bool = False
 
 

@@ -179,12 +179,14 @@ def test_batches_are_bounded_by_pixels_not_only_by_count():
     seen = []
 
     class Counting(Colorizer):
-        def colorize(self, rgbs):
+        def predict(self, rgbs):
             seen.append([int(np.prod(rgb.shape[:2])) for rgb in rgbs])
-            return [tf.zeros((*rgb.shape[:2], 3), tf.uint8) for rgb in rgbs]
+            return tf.zeros((len(rgbs), 32, 32, 2))
 
     counting = Counting(None, None, 32, DIM)
-    photos = [(i, np.zeros(shape + (3,), np.float32)) for i, shape in enumerate([(10, 10), (10, 10), (100, 100), (10, 10)])]
+    shapes = [(10, 10), (10, 10), (10, 10), (100, 100), (10, 10), (10, 10)]
+    photos = [(i, np.zeros(shape + (3,), np.float32)) for i, shape in enumerate(shapes)]
     results = list(counting.colorize_stream(photos, batch_size=8, batch_pixels=500))
-    assert [key for key, _, _ in results] == [0, 1, 2, 3]
-    assert seen == [[100, 100], [10000], [100]]  # the big photo alone, the others together
+    assert [key for key, _, _ in results] == list(range(len(shapes)))
+    assert [out.shape[:2] for _, _, out in results] == shapes
+    assert seen == [[100], [100, 100], [10000], [100, 100]]  # the first photo alone (out early), the big one alone, the others together
