@@ -56,7 +56,7 @@ def _done(output, model_path):
 
 
 def run(config):
-    from koalarization import colorizing, configs, embedding, evaluation, saved_model, train
+    from koalarization import colorizing, configs, embedding, evaluation, saved_model, training
     from koalarization.colorizer import Colorizer
     from tfrecords_builder import BuildConfig, build, sample_photo_paths
     from tfrecords_builder.builder import INCEPTION_MODEL
@@ -87,7 +87,7 @@ def run(config):
     if os.path.exists(model_path):
         print(f"{model_path} exists: training already done (use --fresh to train again)")
     else:
-        train.train(train.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False))
+        training.train(training.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False))
 
     loaded = []  # one Colorizer for the export, colorize and evaluate stages, loaded when one needs it
 
