@@ -117,11 +117,25 @@ def _load_embedder(config, embedder, embedder_info):
         info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
     if isinstance(embedder, keras.Model):
         used = precision.resolve(config.precision)
-        network = precision.in_precision(embedder, used)
-        spec = tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)
-        embed = tf.function(lambda batch: tf.cast(network(batch, training=False), tf.float32), input_signature=[spec], autograph=False)
+        embed = _compiled(embedder, used)
         return (lambda batch: embed(batch).numpy()), {**info, "precision": used}  # (B, D)
     return embedder, {**info, "precision": "as the custom embedder computes"}
+
+
+_COMPILED = {}  # (id(model), precision) -> (model, function): another build in this process reuses the trace
+
+
+def _compiled(model, used):
+    """A Keras embedder in ``used`` precision as a ``tf.function``, (B, 299, 299, 3) -> float32 (B, D)."""
+    key = (id(model), used)
+    if key not in _COMPILED or _COMPILED[key][0] is not model:
+        while len(_COMPILED) >= 2:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        network = precision.in_precision(model, used)
+        spec = tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)
+        function = tf.function(lambda batch: tf.cast(network(batch, training=False), tf.float32), input_signature=[spec], autograph=False)
+        _COMPILED[key] = (model, function)
+    return _COMPILED[key][1]
 
 
 def _decode(payload):
