@@ -312,6 +312,10 @@ class Colorizer:
         finish = finish or (lambda key, rgb, colorized: colorized)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="recombine") if workers else None
         pending = deque()  # (key, rgb, future or result) in input order
+        limit = 2 * batch_size if pool is not None else 0  # photos in flight beside the networks ...
+
+        def pixels_of(entries):
+            return sum(int(rgb.shape[0]) * int(rgb.shape[1]) for _, rgb, _ in entries)
 
         def done(entry):
             key, rgb, outcome = entry
@@ -337,7 +341,7 @@ class Colorizer:
                             pending.append((key, rgb, finished(key, ab, rgb)))
                         except (tf.errors.OpError, MemoryError) as error:
                             pending.append((key, rgb, error))
-                while len(pending) > (2 * batch_size if pool is not None else 0):
+                while pending and (len(pending) > limit or pixels_of(pending) > batch_pixels):  # ... and their pixels
                     yield done(pending.popleft())
             while pending:
                 yield done(pending.popleft())

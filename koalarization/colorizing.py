@@ -107,6 +107,17 @@ def _save(image, path, inputs_real, config):
     safeio.write_bytes(path, encode(image, config.format, config.quality, config.png_compression))
 
 
+def _header_pixels(path):
+    """Width x height from the file's header (Pillow opens lazily), 0 when it cannot be read (the decoder says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except Exception:  # noqa: BLE001  -- reported when decoded
+        return 0
+
+
 def colorize_files(config, inception=None, log=print, colorizer=None):
     """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
 
@@ -160,18 +171,20 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
     from tqdm import tqdm
 
-    reader = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
-    waiting, ahead = iter(todo), deque()
+    from koalarization.colorizer import BATCH_PIXELS
 
-    def read_next():
-        job = next(waiting, None)
-        if job is not None:
-            ahead.append((job, reader.submit(images.read_image, job[0], config.max_pixels, as_tensor=True)))
+    reader = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
+    waiting, ahead = deque(todo), deque()  # ahead: (job, pixels from the header, future)
+
+    def read_ahead():  # decode up to a batch and a few photos ahead, and at most ~BATCH_PIXELS of them
+        while waiting and (not ahead or (len(ahead) < config.batch_size + DECODE_WORKERS and sum(a[1] for a in ahead) < BATCH_PIXELS)):
+            job = waiting.popleft()
+            ahead.append((job, _header_pixels(job[0]), reader.submit(images.read_image, job[0], config.max_pixels, as_tensor=True)))
 
     def readable():
         while ahead:
-            job, future = ahead.popleft()
-            read_next()
+            job, _, future = ahead.popleft()
+            read_ahead()
             try:
                 yield job, future.result()
             except images.ImageError as error:
@@ -192,8 +205,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
         return out + ext
 
     try:
-        for _ in range(config.batch_size + DECODE_WORKERS):  # decoded while the model loads
-            read_next()
+        read_ahead()  # the first photos are decoded while the model loads
         start = time.perf_counter()
         colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
         loaded = time.perf_counter() - start
