@@ -103,8 +103,8 @@ def _file_names(config):
 def _load_embedder(config, embedder, embedder_info):
     """(callable batch -> (B, D), manifest description without dim).
 
-    A Keras embedder (Inception, or one passed in) runs in ``config.precision`` through a
-    ``tf.function`` traced once (float32 in and out); a plain callable runs as it is.
+    A Keras embedder (Inception, or one passed in) runs in ``config.precision`` (its outputs are
+    cast to float32 where they are stored); a plain callable runs as it is.
     """
     if embedder is None:
         try:
@@ -117,25 +117,21 @@ def _load_embedder(config, embedder, embedder_info):
         info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
     if isinstance(embedder, keras.Model):
         used = precision.resolve(config.precision)
-        embed = _compiled(embedder, used)
-        return (lambda batch: embed(batch).numpy()), {**info, "precision": used}  # (B, D)
+        return _in_precision(embedder, used).predict_on_batch, {**info, "precision": used}  # (B, D), cast by the caller
     return embedder, {**info, "precision": "as the custom embedder computes"}
 
 
-_COMPILED = {}  # (id(model), precision) -> (model, function): another build in this process reuses the trace
+_COPIES = {}  # id(model) -> (model, its bf16 copy): another build in this process reuses the copy and its trace
 
 
-def _compiled(model, used):
-    """A Keras embedder in ``used`` precision as a ``tf.function``, (B, 299, 299, 3) -> float32 (B, D)."""
-    key = (id(model), used)
-    if key not in _COMPILED or _COMPILED[key][0] is not model:
-        while len(_COMPILED) >= 2:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        network = precision.in_precision(model, used)
-        spec = tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)
-        function = tf.function(lambda batch: tf.cast(network(batch, training=False), tf.float32), input_signature=[spec], autograph=False)
-        _COMPILED[key] = (model, function)
-    return _COMPILED[key][1]
+def _in_precision(model, used):
+    """A Keras embedder in ``used`` precision: itself in float32, a bf16 copy made once per process."""
+    if used == "float32":
+        return model
+    if id(model) not in _COPIES or _COPIES[id(model)][0] is not model:
+        _COPIES.clear()
+        _COPIES[id(model)] = (model, precision.in_precision(model, used))
+    return _COPIES[id(model)][1]
 
 
 def _decode(payload):
