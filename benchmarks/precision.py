@@ -34,8 +34,23 @@ def _embedder(real):
     return embedder(real)
 
 
+def _quick(sizes):
+    return sizes.rounds == 1  # --quick and --smoke
+
+
 def _budget(sizes):
-    return 40.0 if sizes.rounds == 1 else 150.0  # seconds of alternation per figure: quick / full
+    return 20.0 if _quick(sizes) else 150.0  # seconds of alternation per figure: quick / full
+
+
+@functools.lru_cache(maxsize=None)
+def _colorizer(real, kind):
+    """The same random colorizer network and Inception, as a Colorizer in ``kind`` precision."""
+    return colorizer_lib.Colorizer.from_keras(_network(), _embedder(real), colors.IMAGE_SIZE, precision=kind)
+
+
+@functools.lru_cache(maxsize=None)
+def _network():
+    return model.build_colorizer(EMBEDDING_DIM)
 
 
 # -- the builder --------------------------------------------------------------------------------
@@ -44,7 +59,7 @@ def builder_figures(sizes, log=print):
     from tfrecords_builder import BuildConfig, build
 
     batch = sizes.builder_batch
-    count = max(batch, sizes.builder_images // batch * batch)
+    count = batch if _quick(sizes) else max(batch, sizes.builder_images // batch * batch)
     inception = _embedder(sizes.real_inception)
     native, na = _native()
     with tempfile.TemporaryDirectory(prefix="bench-bf16-builder-") as tmp:
@@ -64,7 +79,7 @@ def builder_figures(sizes, log=print):
         recorded = [m["embedding"].get("precision") for m in manifests]
         result = alternate_until_stable(
             [lambda: run_builder("float32"), lambda: run_builder("bfloat16")],
-            min_rounds=2 if sizes.rounds == 1 else 3, budget_s=_budget(sizes),
+            min_rounds=3, max_rounds=5 if _quick(sizes) else 9, budget_s=_budget(sizes),
         )
     t32, t16 = result["seconds"]
     speed = figure(
@@ -79,7 +94,7 @@ def builder_figures(sizes, log=print):
 def embedding_accuracy(inception, sizes, log=print):
     """Figure: relative error of bf16 embeddings against float32 ones (and top-5 agreement)."""
     rng = np.random.default_rng(3)
-    count = 32 if sizes.real_inception else 8
+    count = (16 if _quick(sizes) else 32) if sizes.real_inception else 8
     photos = synthetic_photos(rng, count, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE)  # (N, 299, 299, 3)
     gray = np.repeat(photos.mean(axis=-1, keepdims=True) * 2 - 1, 3, axis=-1).astype(np.float32)  # (N, 299, 299, 3)
     spec = [tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)]
@@ -109,26 +124,24 @@ def embedding_accuracy(inception, sizes, log=print):
 # -- colorize -----------------------------------------------------------------------------------
 def colorize_figures(sizes, log=print):
     """Figures: colorize images/s in bfloat16 vs float32 (the Colorizer colorize runs); their pixels."""
-    inception = _embedder(sizes.real_inception)
-    network = model.build_colorizer(EMBEDDING_DIM)
     rng = np.random.default_rng(4)
-    count, (height, width) = 8, (480, 640)
+    count, (height, width) = 4 if _quick(sizes) else 8, (480, 640)
     photos = [p for p in synthetic_photos(rng, count, height, width)]  # (480, 640, 3) each
     photos = [np.clip(p + rng.normal(0, 0.03, p.shape), 0, 1).astype(np.float32) for p in photos]
     native, na = _native()
-    colorizers = {k: colorizer_lib.Colorizer.from_keras(network, inception, colors.IMAGE_SIZE, precision=k) for k in ("float32", "bfloat16")}
+    colorizers = {k: _colorizer(sizes.real_inception, k) for k in ("float32", "bfloat16")}
     outputs = {k: [o.numpy() for o in c.colorize(photos)] for k, c in colorizers.items()}  # warm up, and the pixels
     log(f"colorize: {count} photos of {width}x{height}, float32 vs bfloat16 (alternating)")
     result = alternate_until_stable(
         [lambda: [o.numpy() for o in colorizers["float32"].colorize(photos)], lambda: [o.numpy() for o in colorizers["bfloat16"].colorize(photos)]],
-        min_rounds=3, budget_s=_budget(sizes),
+        min_rounds=3, max_rounds=5 if _quick(sizes) else 9, budget_s=_budget(sizes),
     )
     t32, t16 = result["seconds"]
     speed = figure(
         "colorize_bf16", "colorize images/s, bfloat16 vs float32",
         ("--precision bfloat16", count / t16, "img/s"), ("--precision float32", count / t32, "img/s"),
         goal=(">=", 1.8), ratio=result["ratio"], spread=result["spread"], applicable=native,
-        note=f"Colorizer.colorize of {count} photos of {width}x{height} in one batch (networks at 224, recombined at full size); {stability_note(result)}.{na}",
+        note=f"Colorizer.colorize (the colorize command's method) of {count} photos of {width}x{height} in one batch (networks at 224, recombined at full size); {stability_note(result)}.{na}",
     )
     diff = np.abs(np.stack(outputs["float32"]).astype(np.int16) - np.stack(outputs["bfloat16"]))  # (N, H, W, 3)
     p999 = [float(np.percentile(diff[..., c], 99.9)) for c in range(3)]
@@ -147,23 +160,27 @@ def colorize_figures(sizes, log=print):
 # -- the SavedModel -----------------------------------------------------------------------------
 def savedmodel_figures(sizes, log=print):
     """Figures: serving_default bytes -> bytes in bfloat16 vs float32; images/s at batch 8 vs batch 1."""
-    inception = _embedder(sizes.real_inception)
-    network = model.build_colorizer(EMBEDDING_DIM)
     native, na = _native()
+    quick = _quick(sizes)
     with tempfile.TemporaryDirectory(prefix="bench-bf16-export-") as tmp:
         serve, export_s = {}, {}
         for kind in ("float32", "bfloat16"):
-            log(f"exporting a {kind} SavedModel")
             start = time.perf_counter()
-            path = saved_model.export_saved_model(network, os.path.join(tmp, kind, "1"), "random", inception=inception, precision=kind)
+            if quick:  # the module export saves, traced here: the same graph without the ~30 s of writing and reading it
+                log(f"tracing the {kind} SavedModel's module (--quick: not written to disk)")
+                module = saved_model.build_module(_colorizer(sizes.real_inception, kind))
+                serve[kind] = lambda image_bytes, m=module: m.serve(image_bytes)
+            else:
+                log(f"exporting a {kind} SavedModel")
+                path = saved_model.export_saved_model(_colorizer(sizes.real_inception, kind), os.path.join(tmp, kind, "1"), "random")
+                serve[kind] = tf.saved_model.load(path).signatures["serving_default"]
             export_s[kind] = time.perf_counter() - start
-            serve[kind] = tf.saved_model.load(path).signatures["serving_default"]
         request = tf.constant([jpeg_bytes(np.random.default_rng(0), 768, 1024)])  # (1,)
         calls = {k: (lambda s=s: s(image_bytes=request)["colorized_bytes"].numpy()) for k, s in serve.items()}
         for call in calls.values():
             call()
         log("SavedModel: float32 vs bfloat16, one 1024x768 JPEG (alternating)")
-        result = alternate_until_stable([calls["float32"], calls["bfloat16"]], min_rounds=3, max_rounds=15, budget_s=_budget(sizes) / 2)
+        result = alternate_until_stable([calls["float32"], calls["bfloat16"]], min_rounds=3, max_rounds=6 if quick else 15, budget_s=_budget(sizes) / 2)
         t32, t16 = result["seconds"]
         rows = [
             figure(
@@ -171,8 +188,9 @@ def savedmodel_figures(sizes, log=print):
                 ("export --precision bfloat16", 1 / t16, "img/s"), ("export --precision float32", 1 / t32, "img/s"),
                 goal=(">=", 1.6), ratio=result["ratio"], spread=result["spread"], applicable=native,
                 note=(
-                    f"serving_default, one 1024x768 JPEG -> PNG per call; {stability_note(result)}; exports took "
-                    f"{export_s['float32']:.0f} s and {export_s['bfloat16']:.0f} s.{na}"
+                    f"serving_default, one 1024x768 JPEG -> PNG per call; {stability_note(result)}; "
+                    + ("the module's serve function traced in process (--quick)" if quick else "exported and loaded SavedModels")
+                    + f", made in {export_s['float32']:.0f} s and {export_s['bfloat16']:.0f} s.{na}"
                 ),
             )
         ]
@@ -184,7 +202,9 @@ def savedmodel_figures(sizes, log=print):
         batch1 = lambda: serve[kind](image_bytes=one)["colorized_bytes"].numpy()  # noqa: E731
         batch8(), batch1()
         log(f"SavedModel ({kind}): batch 8 vs batch 1 of 640x480 JPEGs (alternating)")
-        per_call = alternate_until_stable([lambda: [batch1() for _ in range(8)], batch8], min_rounds=2, budget_s=_budget(sizes) / 2)
+        per_call = alternate_until_stable(
+            [lambda: [batch1() for _ in range(8)], batch8], min_rounds=2, max_rounds=3 if quick else 9, budget_s=_budget(sizes) / 2
+        )
         t1, t8 = per_call["seconds"]
         rows.append(
             figure(
