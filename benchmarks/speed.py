@@ -6,9 +6,11 @@ Inception-ResNet-v2 with random weights and a random colorizer at 224 (the speed
 on the weights); the hidden ``--smoke`` size uses a tiny stand-in embedder instead.
 """
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ def model_sources(real):
     """A run dir (model.keras + config.json recording random Inception weights) and its SavedModel,
     in a folder that lives as long as the process."""
     folder = tempfile.mkdtemp(prefix="bench-speed-")
+    atexit.register(shutil.rmtree, folder, True)
     run = os.path.join(folder, "run")
     os.makedirs(run)
     network = model.build_colorizer(EMBEDDING_DIM)
