@@ -6,8 +6,9 @@
     precision.training_policy("auto")    # the Keras dtype policy train uses: "mixed_bfloat16" or "float32"
 
 Inference in bfloat16 (builder's embedding, colorize, evaluate, export) builds the Keras networks
-under the ``bfloat16`` dtype policy (weights stored in bf16, batch norm still computed in float32)
-and casts at the boundaries, so callers keep float32 inputs and outputs. Pure Python: the commands
+under the ``bfloat16`` dtype policy (weights stored in bf16, each batch norm folded into the
+convolution before it, which also spares Keras' float32 round trip around it) and casts at the
+boundaries, so callers keep float32 inputs and outputs. Pure Python: the commands
 decide before TensorFlow is imported (a GPU is asked about through ``nvidia-smi``, or TensorFlow if
 it is already loaded).
 """
@@ -93,14 +94,78 @@ def training_policy(precision):
 
 def in_precision(model, precision):
     """A Keras model -> the same network computing in ``precision`` ("float32": the model itself;
-    "bfloat16": a copy built under the ``bfloat16`` dtype policy, its weights rounded to bf16).
-    Its inputs are cast to bf16 by Keras; its outputs are bf16: cast them back where they leave."""
+    "bfloat16": a copy built under the ``bfloat16`` dtype policy, its weights rounded to bf16, each
+    inference-mode batch norm that follows a convolution folded into it). Its inputs are cast to
+    bf16 by Keras; its outputs are bf16: cast them back where they leave."""
     if resolve(precision) == "float32":
         return model
     import keras
 
-    copy = keras.models.clone_model(
-        model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "bfloat16"})
-    )
-    copy.set_weights(model.get_weights())
+    folded = _foldable_batch_norms(model)  # {conv name: batch norm}
+    skipped = {bn.name for bn in folded.values()}
+
+    def clone(layer):
+        if layer.name in skipped:
+            return _passthrough_class()(name=layer.name, dtype="bfloat16")
+        config = {**layer.get_config(), "dtype": "bfloat16"}
+        if layer.name in folded:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer) or layer.name in skipped or not layer.weights:
+            continue
+        target = copy.get_layer(layer.name)
+        if layer.name in folded:
+            target.set_weights(_fold(layer, folded[layer.name]))
+        else:
+            target.set_weights(layer.get_weights())
     return copy
+
+
+def _foldable_batch_norms(model):
+    """``{conv layer name: the BatchNormalization right after it}`` where the conv feeds only it."""
+    import keras
+
+    outputs = {id(tensor) for tensor in model.outputs}
+    found = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
+            continue
+        if layer.axis not in (-1, len(layer.input.shape) - 1):
+            continue
+        parents = [parent.operation for parent in layer._inbound_nodes[0].parent_nodes]
+        conv = parents[0] if len(parents) == 1 else None
+        if (
+            isinstance(conv, keras.layers.Conv2D) and len(conv._inbound_nodes) == 1
+            and len(conv._outbound_nodes) == 1 and id(conv.output) not in outputs
+        ):  # fmt: skip
+            found[conv.name] = layer
+    return found
+
+
+def _fold(conv, batch_norm):
+    """Conv2D + inference-mode BatchNormalization -> the kernel and bias of one Conv2D."""
+    import numpy as np
+
+    kernel = conv.kernel.numpy()  # (kh, kw, Cin, Cout)
+    bias = conv.bias.numpy() if conv.use_bias else 0.0
+    gamma = batch_norm.gamma.numpy() if batch_norm.scale else 1.0
+    beta = batch_norm.beta.numpy() if batch_norm.center else 0.0
+    scale = gamma / np.sqrt(batch_norm.moving_variance.numpy() + batch_norm.epsilon)  # (Cout,)
+    return [kernel * scale, (bias - batch_norm.moving_mean.numpy()) * scale + beta]
+
+
+@functools.lru_cache(maxsize=None)
+def _passthrough_class():  # made on first use: this module imports no Keras until then
+    import keras
+
+    class Passthrough(keras.layers.Layer):
+        """Where a batch norm was folded into the convolution before it."""
+
+        def call(self, inputs, training=None, mask=None):
+            return inputs
+
+    return Passthrough
+

@@ -124,3 +124,24 @@ def test_train_auto_trains_in_mixed_bfloat16_where_native_and_records_it(tmp_pat
     assert result.model.get_layer("encoder_conv1").compute_dtype == "bfloat16"
     assert np.isfinite(result.history["loss"]).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
+
+
+def test_bfloat16_copy_folds_batch_norm_into_its_convolution_and_keeps_the_output():
+    x = keras.Input((12, 12, 3))
+    y = keras.layers.Conv2D(8, 3, use_bias=False)(x)
+    y = keras.layers.BatchNormalization(scale=False)(y)
+    shared = keras.layers.Conv2D(4, 1)(y)  # feeds two layers: its batch norm must stay
+    z = keras.layers.BatchNormalization()(shared)
+    network = keras.Model(x, [keras.layers.Activation("relu")(z), shared])
+    rng = np.random.default_rng(0)
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, n))
+            layer.moving_variance.assign(rng.uniform(0.3, 2.0, n))
+    copy = precision.in_precision(network, "bfloat16")
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in copy.layers) == 1
+    inputs = rng.normal(size=(2, 12, 12, 3)).astype(np.float32)
+    for want, got in zip(network(inputs), copy(inputs)):
+        want, got = np.asarray(want), np.asarray(tf.cast(got, tf.float32))
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.02
