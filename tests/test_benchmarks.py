@@ -34,7 +34,18 @@ def test_quick_run_writes_every_figure(tmp_path):
             assert row[side]["value"] > 0 and math.isfinite(row[side]["value"]), (key, side, row)
         assert math.isclose(row["ratio"], row["measured"]["value"] / row["against"]["value"], rel_tol=1e-6)
 
+    # bf16 speed goals are judged only where bf16 is native, and the table says which applies.
+    native = results["machine"]["bf16_native"]
+    for key in ("mixed_bfloat16", "train_gflops_bf16", "builder_bf16", "colorize_bf16", "savedmodel_bf16"):
+        assert (rows[key]["status"] == "n/a") == (not native), (key, rows[key]["status"], native)
+    for key in ("mixed_bfloat16", "builder_bf16", "colorize_bf16", "savedmodel_bf16", "savedmodel_batch"):
+        assert math.isfinite(rows[key]["spread"]), key  # pairs timed in alternation report their spread
+    for key in ("bf16_loss", "embedding_bf16", "colorize_bf16_accuracy"):  # accuracy is judged everywhere
+        assert rows[key]["status"] in ("pass", "fail"), key
+    assert "n/a" in rows["builder_bf16"]["note"] or native
+
     table = (tmp_path / "quick.md").read_text()
+    assert f"bf16 goals: {'apply' if native else 'n/a'} here" in table
     for row in results["figures"]:
         assert f"| {row['figure']} |" in table
 
