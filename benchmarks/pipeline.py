@@ -78,34 +78,52 @@ def builder_throughput(sizes, log=print):
     ]
 
 
+@functools.lru_cache(maxsize=None)
+def model_sources(real):
+    """``(run dir, SavedModel dir, export seconds)`` of a random colorizer at 224 with :func:`embedder`
+    (the run's config records random Inception weights), made once per process (the SavedModel and
+    speed figures share it) in a folder removed at exit."""
+    import atexit
+    import json
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="bench-models-")
+    atexit.register(shutil.rmtree, folder, True)
+    run = os.path.join(folder, "run")
+    os.makedirs(run)
+    network = model.build_colorizer(EMBEDDING_DIM)
+    network.save(os.path.join(run, "model.keras"))
+    config = {"records": {"image_size": 224, "embedding": {"model": "inception_resnet_v2", "weights": {"source": "random"}, "dim": EMBEDDING_DIM}}}
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f)
+    start = time.perf_counter()
+    saved = export.export_saved_model(network, os.path.join(folder, "1"), "random", inception=embedder(real), config=config)
+    return run, saved, time.perf_counter() - start
+
+
 def savedmodel_latency(sizes, log=print):
     """Figure: the SavedModel's ``serving_default`` on one 1024x768 JPEG vs its two networks alone."""
-    inception = embedder(sizes.real_inception)
-    colorizer = model.build_colorizer(EMBEDDING_DIM)
-    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
-        log(f"exporting a SavedModel with {_embedder_name(sizes)}")
-        start = time.perf_counter()
-        path = export.export_saved_model(colorizer, os.path.join(tmp, "1"), "random", inception=inception)
-        export_seconds = time.perf_counter() - start
-        loaded = tf.saved_model.load(path)
-        serve, embed, colorize_lab = (loaded.signatures[k] for k in ("serving_default", "embed", "colorize_lab"))
+    log(f"exporting a SavedModel with {_embedder_name(sizes)} (once per run: the speed figures use it too)")
+    _, path, export_seconds = model_sources(sizes.real_inception)
+    loaded = tf.saved_model.load(path)
+    serve, embed, colorize_lab = (loaded.signatures[k] for k in ("serving_default", "embed", "colorize_lab"))
 
-        request = tf.constant([jpeg_bytes(np.random.default_rng(0), 768, 1024)])  # (1,)
-        gray = tf.random.uniform((1, 299, 299, 3), -1.0, 1.0)
-        l = tf.random.uniform((1, 224, 224, 1), -1.0, 1.0)
+    request = tf.constant([jpeg_bytes(np.random.default_rng(0), 768, 1024)])  # (1,)
+    gray = tf.random.uniform((1, 299, 299, 3), -1.0, 1.0)
+    l = tf.random.uniform((1, 224, 224, 1), -1.0, 1.0)
 
-        def bytes_to_bytes():
-            return serve(image_bytes=request)["colorized_bytes"].numpy()
+    def bytes_to_bytes():
+        return serve(image_bytes=request)["colorized_bytes"].numpy()
 
-        def networks_alone():
-            vectors = embed(inception_input=gray)["embedding"]  # (1, D)
-            return colorize_lab(l=l, embedding=vectors)["ab"].numpy()  # (1, 224, 224, 2)
+    def networks_alone():
+        vectors = embed(inception_input=gray)["embedding"]  # (1, D)
+        return colorize_lab(l=l, embedding=vectors)["ab"].numpy()  # (1, 224, 224, 2)
 
-        out_shape = tf.io.decode_png(bytes_to_bytes()[0]).shape
-        if tuple(out_shape) != (768, 1024, 3):
-            raise RuntimeError(f"serving_default returned a {tuple(out_shape)} PNG for a 768x1024x3 JPEG")
-        networks_alone()
-        t_bytes, t_networks = interleaved_medians([bytes_to_bytes, networks_alone], sizes.export_repeats)
+    out_shape = tf.io.decode_png(bytes_to_bytes()[0]).shape
+    if tuple(out_shape) != (768, 1024, 3):
+        raise RuntimeError(f"serving_default returned a {tuple(out_shape)} PNG for a 768x1024x3 JPEG")
+    networks_alone()
+    t_bytes, t_networks = interleaved_medians([bytes_to_bytes, networks_alone], sizes.export_repeats)
     return [
         figure(
             "savedmodel_latency", "SavedModel, one 1024x768 JPEG, bytes in -> bytes out",

@@ -6,11 +6,7 @@ Inception-ResNet-v2 with random weights and a random colorizer at 224 (the speed
 on the weights); the hidden ``--smoke`` size uses a tiny stand-in embedder instead.
 """
 
-import atexit
-import functools
-import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,8 +18,8 @@ import tensorflow as tf
 from benchmarks import figure, interleaved_medians
 from benchmarks.flops import EMBEDDING_DIM
 from benchmarks.photos import jpeg_bytes
-from benchmarks.pipeline import _embedder_name, embedder
-from koalarization import colorizing, export, images, model
+from benchmarks.pipeline import _embedder_name, embedder, model_sources
+from koalarization import colorizing, images, model
 from koalarization.colorizer import Colorizer
 
 PHOTO = (768, 1024)  # (height, width)
@@ -44,23 +40,6 @@ def write_photos(folder, count, height=PHOTO[0], width=PHOTO[1]):
         with open(os.path.join(folder, f"photo-{i:03d}.jpg"), "wb") as f:
             f.write(jpeg_bytes(rng, height, width))
     return folder
-
-
-@functools.lru_cache(maxsize=None)
-def model_sources(real):
-    """A run dir (model.keras + config.json recording random Inception weights) and its SavedModel,
-    in a folder that lives as long as the process."""
-    folder = tempfile.mkdtemp(prefix="bench-speed-")
-    atexit.register(shutil.rmtree, folder, True)
-    run = os.path.join(folder, "run")
-    os.makedirs(run)
-    network = model.build_colorizer(EMBEDDING_DIM)
-    network.save(os.path.join(run, "model.keras"))
-    config = {"records": {"image_size": 224, "embedding": {"model": "inception_resnet_v2", "weights": {"source": "random"}, "dim": EMBEDDING_DIM}}}
-    with open(os.path.join(run, "config.json"), "w") as f:
-        json.dump(config, f)
-    saved = export.export_saved_model(network, os.path.join(folder, "1"), "random", inception=embedder(real), config=config)
-    return run, saved
 
 
 def colorize_throughput(sizes, log=print):
@@ -124,11 +103,12 @@ def _wall(argv):
 
 
 def first_photo(sizes, log=print):
-    """Figures: a fresh ``python -m koalarization.colorize`` on one 1024x768 JPEG, run dir and SavedModel,
-    vs a fresh process that only loads the same models and makes one network call on that photo."""
+    """Figures: ``python -m koalarization.colorize`` on one 1024x768 JPEG in a fresh process, run dir and
+    SavedModel, vs a fresh process that only loads the same models and makes one network call on
+    that photo (Python's start and imports on both sides; ``--quick``: once each, else twice)."""
     if not sizes.real_inception:  # the run dir records Inception weights: the stand-in cannot be loaded by name
         raise RuntimeError("first_photo needs the real Inception-ResNet-v2 (not in --smoke)")
-    run, saved = model_sources(sizes.real_inception)
+    run, saved, _ = model_sources(sizes.real_inception)
     repeats = 2 if sizes.rounds >= 2 else 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp:
