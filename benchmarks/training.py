@@ -135,7 +135,7 @@ def precision_and_flops(sizes, log=print):
     )
     loss_row = figure(
         "bf16_loss", "mixed_bfloat16 training loss vs float32 (same seed)",
-        ("|mean of last quarter of steps: bf16 − float32|", abs(loss["mixed_bfloat16_last"] - loss["float32_last"]), ""),
+        ("gap of the mean loss over the last quarter of steps, bf16 vs float32", abs(loss["mixed_bfloat16_last"] - loss["float32_last"]), ""),
         ("ab=0 baseline loss", loss["baseline"], ""),
         goal=("<=", 0.05), ratio=gap,
         note=(
