@@ -1,7 +1,7 @@
 """Benchmarks: every stage measured against its own limit, side by side, in one run.
 
     python -m benchmarks                 # full run (~30 min on 2 cores), writes benchmarks/results/full.{json,md}
-    python -m benchmarks --quick         # smaller counts and sizes, under 6 minutes
+    python -m benchmarks --quick         # smaller counts and sizes, ~7 minutes on 2 cores
     python -m benchmarks --gpu-jax       # GPU machine with JAX and no TensorFlow: bf16 train step
 
 Timings on a shared machine are noisy, so each figure is the ratio of two measurements made in

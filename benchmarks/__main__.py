@@ -1,7 +1,7 @@
 """Run the benchmarks and write ``OUT/<mode>.json`` and ``OUT/<mode>.md``.
 
     python -m benchmarks                       # full run, under 30 minutes on 2 cores
-    python -m benchmarks --quick               # under 5 minutes: smaller sizes, fewer repeats
+    python -m benchmarks --quick               # ~7 minutes on 2 cores: smaller sizes, fewer repeats
     python -m benchmarks --only record_bytes,input_pipeline --out /tmp/bench
     python -m benchmarks --gpu-jax             # GPU + JAX, no TensorFlow: bf16 train step, batch 100 at 224
 
@@ -122,7 +122,7 @@ def parse_args(argv=None):
         description="Measure every stage against its own limit; write OUT/<mode>.json and OUT/<mode>.md.",
     )
     parser.add_argument("--out", default=BenchConfig.out, help="folder for the results (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: under 5 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: ~7 minutes on 2 cores")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes: a one-minute check of the harness itself
     parser.add_argument(
         "--only", default="", help=f"comma-separated figure keys to run (default: all): {', '.join(ALL_KEYS)}"
