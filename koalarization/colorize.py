@@ -75,9 +75,9 @@ def main(argv=None, inception=None):
     print(json.dumps(dataclasses.asdict(config)))
     try:
         summary = colorizing.colorize_files(config, inception=inception)
-    except safeio.OutputPathError as error:
+    except (safeio.OutputPathError, safeio.LockedError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_OUTPUT
+        return safeio.exit_status(error)
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
         from koalarization import embedding
 

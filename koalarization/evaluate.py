@@ -89,9 +89,9 @@ def main(argv=None):
         from koalarization import embedding, evaluation
 
         report = evaluation.evaluate(config)
-    except safeio.OutputPathError as error:
+    except (safeio.OutputPathError, safeio.LockedError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_OUTPUT
+        return safeio.exit_status(error)
     except (embedding.WeightsUnavailableError, FileNotFoundError, ValueError, safeio.SafeIOError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

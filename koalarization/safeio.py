@@ -49,6 +49,16 @@ class LockedError(SafeIOError):
     pass
 
 
+def exit_status(error, default=2):
+    """The exit status every command gives ``error``: EXIT_OUTPUT for a refused output path,
+    EXIT_LOCKED for a folder in use by another process, ``default`` otherwise."""
+    if isinstance(error, OutputPathError):
+        return EXIT_OUTPUT
+    if isinstance(error, LockedError):
+        return EXIT_LOCKED
+    return default
+
+
 def _host():
     return socket.gethostname()
 

@@ -90,15 +90,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"\n{interrupted_line(config.run_dir if config else None)}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except safeio.LockedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_LOCKED
-    except safeio.OutputPathError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_OUTPUT
     except (UserError, safeio.SafeIOError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return safeio.exit_status(error)
     if result.is_chief:
         print(f"Run dir: {result.run_dir}")
     return 0

@@ -616,12 +616,9 @@ def main(argv=None, inception=None):
     print(json.dumps(dataclasses.asdict(config)))
     try:
         written, failed = colorize_videos(config, inception=inception)
-    except safeio.OutputPathError as error:
+    except safeio.SafeIOError as error:
         print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_OUTPUT
-    except safeio.LockedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return safeio.EXIT_LOCKED
+        return safeio.exit_status(error, default=1)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback

@@ -17,8 +17,6 @@ import sys
 from koalarization import safeio
 from tfrecords_builder.config import config_from_args
 
-EXIT_CODES = {safeio.OutputPathError: safeio.EXIT_OUTPUT, safeio.LockedError: safeio.EXIT_LOCKED}
-
 
 def _fail(error, status=1):
     print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -38,7 +36,7 @@ def main(argv=None):
     try:
         build(config)
     except safeio.SafeIOError as error:
-        return _fail(error, EXIT_CODES.get(type(error), 1))
+        return _fail(error, safeio.exit_status(error, default=1))
     except (BuildError, WeightsUnavailableError) as error:
         return _fail(error)
     except KeyboardInterrupt:
