@@ -95,7 +95,7 @@ def video_speed(sizes, log=print):
     from PIL import Image
 
     from benchmarks.pipeline import _embedder_name, embedder
-    from koalarization import colorizing, model, video
+    from koalarization import colorizing, films, model
     from koalarization.colorizer import Colorizer
     from koalarization.configs import ColorizeConfig
 
@@ -108,15 +108,15 @@ def video_speed(sizes, log=print):
         clip = os.path.join(tmp, "clip.mp4")
         write_clip(clip, count, height, width, cut=count // 2)
         photos = []
-        for i, frame in enumerate(video.frames(video.probe(clip))):  # the same decoded frames, as PNG files
+        for i, frame in enumerate(films.frames(films.probe(clip))):  # the same decoded frames, as PNG files
             photos.append(os.path.join(tmp, f"frame-{i:05d}.png"))
             Image.fromarray(frame[1]).save(photos[-1])
-        config = video.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, "out"), model="-", overwrite=True)
+        config = films.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, "out"), model="-", overwrite=True)
         os.makedirs(config.out_dir)
         photo_config = ColorizeConfig(inputs=tuple(photos), out_dir=os.path.join(tmp, "photos-out"), model=os.path.join(tmp, "model.keras"), overwrite=True)
 
         def as_video():
-            video.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
+            films.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
 
         def as_photos():  # the colorize command's own function, with the same Colorizer
             colorizing.colorize_files(photo_config, colorizer=colorizer, log=lambda _: None)
@@ -144,11 +144,11 @@ def video_speed(sizes, log=print):
 MEMORY_SCRIPT = """
 import sys
 import keras
-from koalarization import video
+from koalarization import films
 x = keras.Input((299, 299, 3))
 pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(13)(x))
 stand_in = keras.Model(x, keras.layers.Dense(1000)(pooled))
-sys.exit(video.main(sys.argv[1:], inception=stand_in))
+sys.exit(films.main(sys.argv[1:], inception=stand_in))
 """
 
 
@@ -224,7 +224,7 @@ def write_strip(path, columns=(17, 18, 19, 20, 21, 22), height=96, width=128):
     """PNG: the luminance the network sees | colour frame by frame | steadied colour, for frames around a cut (20)."""
     from PIL import Image
 
-    from koalarization import video
+    from koalarization import films
     from koalarization.colorizer import Colorizer
 
     colorizer = Colorizer.from_keras(luminance_colorizer(16), stand_in_embedder(16), 32)
@@ -232,12 +232,12 @@ def write_strip(path, columns=(17, 18, 19, 20, 21, 22), height=96, width=128):
         clip = os.path.join(tmp, "clip.mp4")
         write_clip(clip, 24, height, width, cut=20, grain=2.0, exposure=0.05)
         rows = [[np.repeat(np.round(f @ np.float32([0.299, 0.587, 0.114]))[..., None].astype(np.uint8), 3, -1)
-                 for i, (_, f) in enumerate(video.frames(video.probe(clip))) if i in columns]]  # fmt: skip
-        for smoothing in (0.0, video.VideoConfig.smoothing):
-            config = video.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, f"out{smoothing}"), model="-", smoothing=smoothing)
+                 for i, (_, f) in enumerate(films.frames(films.probe(clip))) if i in columns]]  # fmt: skip
+        for smoothing in (0.0, films.VideoConfig.smoothing):
+            config = films.VideoConfig(inputs=(clip,), out_dir=os.path.join(tmp, f"out{smoothing}"), model="-", smoothing=smoothing)
             os.makedirs(config.out_dir)
-            out = video.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
-            rows.append([f for i, (_, f) in enumerate(video.frames(video.probe(out))) if i in columns])
+            out = films.colorize_video(config, clip, colorizer, log=lambda _: None, progress=False)
+            rows.append([f for i, (_, f) in enumerate(films.frames(films.probe(out))) if i in columns])
     gap = np.full((height, 2, 3), 255, np.uint8)
     lines = [np.concatenate([x for f in row for x in (f, gap)][:-1], axis=1) for row in rows]
     rule = np.full((2, lines[0].shape[1], 3), 255, np.uint8)

@@ -33,7 +33,7 @@ import dataclasses
 import json
 import sys
 
-from koalarization import colorizing, options, safeio, video
+from koalarization import colorizing, films, options, safeio
 
 
 def parse_args(argv=None):
@@ -69,8 +69,8 @@ def parse_args(argv=None):
 
 def main(argv=None, inception=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(video.is_video(arg) for arg in argv if not arg.startswith("-")):  # films: koalarization.video's command line
-        return video.main(argv, inception=inception)
+    if any(films.is_video(arg) for arg in argv if not arg.startswith("-")):  # films: koalarization.video's command line
+        return films.main(argv, inception=inception)
     config = parse_args(argv)
     print(json.dumps(dataclasses.asdict(config)))
     try:

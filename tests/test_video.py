@@ -20,7 +20,7 @@ import pytest
 from skimage import color
 
 from benchmarks.video import luminance_colorizer, stand_in_embedder, write_clip
-from koalarization import video
+from koalarization import films, video
 from koalarization.colorizer import Colorizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +161,7 @@ def replace(src, dst, *args, **kwargs):  # a kill inside the write of the second
     return real_replace(src, dst, *args, **kwargs)
 if sys.argv[1] == "kill":
     os.replace = replace
-from koalarization import video
+from koalarization import films, video
 sys.exit(video.main(sys.argv[3:], inception=keras.saving.load_model(sys.argv[2])))
 """
 
@@ -190,7 +190,7 @@ def test_kill_inside_a_chunk_then_resume_gives_the_unkilled_film(models, clips, 
 
 
 def test_ctrl_c_keeps_a_playable_partial_file_and_resume_finishes(colorizer, clips, monkeypatch, tmp_path):
-    real = video.colorize_batch
+    real = films.colorize_batch
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -199,13 +199,13 @@ def test_ctrl_c_keeps_a_playable_partial_file_and_resume_finishes(colorizer, cli
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(video, "colorize_batch", interrupted)
+    monkeypatch.setattr(films, "colorize_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_video(colorizer, clips["film"], tmp_path)
     assert not (tmp_path / "film.mp4").exists()
     partial, _, _ = decoded(str(tmp_path / "film.partial.mp4"))
     assert len(partial) == 2 * CHUNK
-    monkeypatch.setattr(video, "colorize_batch", real)
+    monkeypatch.setattr(films, "colorize_batch", real)
     out = run_video(colorizer, clips["film"], tmp_path, resume=True)
     assert len(decoded(out)[0]) == FRAMES
 
@@ -311,7 +311,7 @@ def test_audio_that_mp4_cannot_hold_goes_into_another_container_unchanged(colori
 
 
 def test_resume_with_other_settings_starts_over_and_says_so(colorizer, clips, monkeypatch, tmp_path):
-    real, calls = video.colorize_batch, []
+    real, calls = films.colorize_batch, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -319,10 +319,10 @@ def test_resume_with_other_settings_starts_over_and_says_so(colorizer, clips, mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(video, "colorize_batch", interrupted)
+    monkeypatch.setattr(films, "colorize_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_video(colorizer, clips["film"], tmp_path)
-    monkeypatch.setattr(video, "colorize_batch", real)
+    monkeypatch.setattr(films, "colorize_batch", real)
     said = []
     config = video.VideoConfig(inputs=(clips["film"],), out_dir=str(tmp_path), model="unused", chunk_frames=CHUNK, smoothing=0.5, resume=True)
     out = video.colorize_video(config, clips["film"], colorizer, log=said.append, progress=False)
