@@ -76,6 +76,8 @@ def read_pixels(path, max_pixels=None):
                 ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
                 array = _to_array(image)
     except UnidentifiedImageError:
+        if _is_tiff(path):  # Pillow reads common TIFFs only: planar, float64 and other scientific ones here
+            return _tiff_pixels(path, name, max_pixels)
         raise ImageError(name, "not an image (unknown format)") from None
     except Image.DecompressionBombError as error:
         raise ImageError(name, f"image too large to decode safely ({error})") from None
@@ -84,6 +86,42 @@ def read_pixels(path, max_pixels=None):
     if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(name, f"unexpected image shape {array.shape}")
     return array
+
+
+def _is_tiff(path):
+    if isinstance(path, (bytes, bytearray)):
+        return bytes(path[:4]) in (b"II*\x00", b"MM\x00*")
+    return str(path).lower().endswith((".tif", ".tiff"))
+
+
+def _tiff_pixels(path, name, max_pixels):
+    """The first page of a TIFF that Pillow cannot open (planar RGB, float64, ...) via tifffile
+    (scikit-image's reader), as :func:`_to_array` gives it: uint8, uint16 or float32 in [0, 1]."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path) as tif:
+            page = tif.pages[0]
+            axes, shape = page.axes, page.shape
+            height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            if max_pixels and height * width > max_pixels:
+                raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)")
+            array = page.asarray()
+    except ImageError:
+        raise
+    except Exception as error:  # noqa: BLE001  (tifffile raises many kinds for broken files)
+        raise ImageError(name, f"cannot decode the TIFF: {error}") from None
+    if "S" in axes and axes.index("S") < axes.index("Y"):  # planar: samples first
+        array = np.moveaxis(array, axes.index("S"), -1)
+    array = array.reshape(height, width, -1)[..., :4]  # (H, W, C)
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return np.clip(array.astype(np.float64) / info.max, 0.0, 1.0).astype(np.float32)
+    raise ImageError(name, f"unsupported TIFF sample type {array.dtype}")
 
 
 def read_image(path, max_pixels=None, as_tensor=False):

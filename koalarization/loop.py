@@ -218,6 +218,15 @@ def damaged_records_message(config, error):
 
 
 # -- the loop ----------------------------------------------------------------------------------
+
+def progress_verbosity():
+    """Keras' live progress bar (1) on a terminal or in a notebook; one plain line per epoch (2)
+    when the output goes to a file or a pipe, where the live bar's colour codes and backspaces
+    would fill the log (Keras 3 takes every POSIX stdout for a terminal)."""
+    interactive = (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or "ipykernel" in sys.modules
+    return 1 if interactive else 2
+
+
 def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     """Train from the run's backup (or from scratch) to ``config.epochs``; returns the history.
     Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
@@ -230,7 +239,7 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
         log(f"Resuming from the backup after epoch {initial_epoch}.")
     callbacks = keras.callbacks.CallbackList(
         builtin_callbacks(config, run.chief, n_val) + list(extra_callbacks),
-        add_progbar=run.chief, model=model, verbose=1, epochs=config.epochs, steps=steps,
+        add_progbar=run.chief, model=model, verbose=progress_verbosity(), epochs=config.epochs, steps=steps,
     )
     train_step, eval_step = make_steps(model, strategy)
     val_ds = None

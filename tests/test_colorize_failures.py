@@ -190,3 +190,19 @@ def test_batches_are_bounded_by_pixels_not_only_by_count():
     assert [key for key, _, _ in results] == list(range(len(shapes)))
     assert [out.shape[:2] for _, _, out in results] == shapes
     assert seen == [[100], [100, 100], [10000], [100, 100]]  # the first photo alone (out early), the big one alone, the others together
+
+
+def test_a_planar_float_tiff_reads_as_its_first_page():
+    """scikit-image's multipage_rgb.tif (planar RGB, float64) is a TIFF Pillow cannot open: read via tifffile."""
+    import skimage
+    import tifffile
+
+    from koalarization import images
+
+    path = os.path.join(os.path.dirname(skimage.__file__), "data", "multipage_rgb.tif")
+    rgb = images.read_image(path)
+    first_page = np.moveaxis(tifffile.imread(path, key=0), 0, -1)  # (3, 10, 10) planar -> (10, 10, 3)
+    assert rgb.shape == first_page.shape == (10, 10, 3)
+    np.testing.assert_allclose(rgb, np.clip(first_page, 0, 1), atol=1e-6)
+    with pytest.raises(images.ImageError, match="over the limit of 50"):
+        images.read_image(path, max_pixels=50)

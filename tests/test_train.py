@@ -44,6 +44,8 @@ def test_cli_run_learns_and_fills_the_run_dir(records16, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Training config:" in done.stdout and "batch_size: 4" in done.stdout  # printed, preset applied
     assert "RANDOM Inception-ResNet-v2 weights" in done.stderr  # records built with random weights
+    assert "\x1b[" not in done.stdout and "\b" not in done.stdout  # a log file gets plain lines, no live bar
+    assert "3/3 - " in done.stdout  # one line per epoch: steps and time
 
     with open(os.path.join(run_dir, "config.json")) as f:
         saved = json.load(f)
