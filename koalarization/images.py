@@ -27,6 +27,11 @@ class ImageError(ValueError):
         self.reason = reason
 
 
+# Set once for the process (catch_warnings is not thread-safe, and the builder decodes in threads):
+# Pillow's warning about big images is printed raw; our --max-pixels (or Pillow's hard limit,
+# an ImageError naming the file) says it better.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 DEFAULT_MAX_PIXELS = 100_000_000  # colorize --max-pixels and export --max-pixels; 0 = no limit
 
 
@@ -64,17 +69,15 @@ def read_pixels(path, max_pixels=None):
         Image.MAX_IMAGE_PIXELS = None  # ours is the limit now (this process asked for one)
     try:
         source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit says it better
-            with Image.open(source) as image:
-                width, height = image.size
-                if max_pixels and width * height > max_pixels:
-                    raise ImageError(
-                        name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)"
-                    )
-                image.load()
-                ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
-                array = _to_array(image)
+        with Image.open(source) as image:
+            width, height = image.size
+            if max_pixels and width * height > max_pixels:
+                raise ImageError(
+                    name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)"
+                )
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
+            array = _to_array(image)
     except UnidentifiedImageError:
         if _is_tiff(path):  # Pillow reads common TIFFs only: planar, float64 and other scientific ones here
             return _tiff_pixels(path, name, max_pixels)

@@ -206,3 +206,17 @@ def test_a_planar_float_tiff_reads_as_its_first_page():
     np.testing.assert_allclose(rgb, np.clip(first_page, 0, 1), atol=1e-6)
     with pytest.raises(images.ImageError, match="over the limit of 50"):
         images.read_image(path, max_pixels=50)
+
+
+def test_pillows_decompression_bomb_warning_is_not_printed_raw(tmp_path):
+    """A photo over Pillow's warning size (here lowered to 1000 pixels) decodes without Pillow's raw warning."""
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "big.png")
+    code = (
+        "from PIL import Image\n"
+        "Image.MAX_IMAGE_PIXELS = 1000\n"
+        "from koalarization import images\n"
+        f"print(images.read_image({str(tmp_path / 'big.png')!r}).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "(40, 40, 3)" in done.stdout, done.stderr
+    assert "DecompressionBombWarning" not in done.stderr
