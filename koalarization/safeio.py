@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 
@@ -217,8 +218,6 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
         path = os.path.join(folder, name)
         with contextlib.suppress(OSError):
             if os.path.isdir(path) and not os.path.islink(path):
-                import shutil
-
                 shutil.rmtree(path)
             else:
                 os.remove(path)
@@ -320,8 +319,8 @@ def check_output_dir(path, inputs=(), what="output folder", create=True):
     """Check (and with ``create`` make) the folder ``path`` that a command writes into.
 
     Raises :class:`OutputPathError` with one line when it is an existing file, lies under a file,
-    cannot be created or written, or is (through any symlinks) the same folder as one of
-    ``inputs`` or inside an input file's folder tree given as an input folder. Returns the real path.
+    cannot be created or written, or is (through any symlinks) the same folder as one of the
+    folders in ``inputs``. Returns the real path.
     """
     real = _realpath(path)
     if os.path.exists(real) and not os.path.isdir(real):
