@@ -230,17 +230,18 @@ def _blurred_change(l, previous):
     return tf.nn.avg_pool2d(tf.abs(now - gain * before), 3, 1, "SAME").numpy()
 
 
-def colorize_batch(colorizer, rgbs, state, smoothing, cut_threshold):
+def colorize_batch(colorizer, rgbs, state, smoothing, cut_threshold, recombine=None):
     """uint8 frames -> uint8 colorized frames, steadied with ``state`` (updated in place).
 
-    The photos' steps of ``colorizer``, with the embedding and ab smoothed between them.
+    The photos' steps of ``colorizer`` (its compiled ``prepare``, networks and ``recombine``), with
+    the embedding and ab smoothed between them. ``recombine``: ``(colorizer, ab, rgb) -> frame``
+    (default :func:`recombined`); the film command passes one that runs it on the ``RECOMBINER``
+    thread and returns its future, so that the next batch's networks run meanwhile.
     """
     import tensorflow as tf
 
-    from koalarization import inference
-
     tensors = [tf.convert_to_tensor(rgb, tf.float32) / 255.0 for rgb in rgbs]  # (H, W, 3) each
-    pairs = [inference.network_inputs(rgb, colorizer.working_size) for rgb in tensors]  # Colorizer.predict's step
+    pairs = [colorizer.prepare(rgb) for rgb in tensors]  # the photos' compiled step
     l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
     embeddings = colorizer.embed(tf.stack([p[1] for p in pairs])).numpy()  # (B, D)
     fresh = []
@@ -263,7 +264,18 @@ def colorize_batch(colorizer, rgbs, state, smoothing, cut_threshold):
             ab[i] = weights[i] * state.ab + (1.0 - weights[i]) * ab[i]
         state.ab = ab[i]
     state.l = l[-1]
-    return [colorizer.recombine(tf.convert_to_tensor(ab[i]), rgb).numpy() for i, rgb in enumerate(tensors)]
+    recombine = recombine or recombined
+    return [recombine(colorizer, ab[i], rgb) for i, rgb in enumerate(tensors)]
+
+
+def recombined(colorizer, ab, rgb):
+    """One frame's smoothed ab (S, S, 2) + its sRGB (H, W, 3) -> the colorized uint8 frame (numpy)."""
+    return colorizer.recombine(ab, rgb).numpy()
+
+
+def recombined_later(colorizer, ab, rgb):
+    """:func:`recombined` on the ``RECOMBINER`` thread -> its future (a :class:`Segment` takes either)."""
+    return RECOMBINER.submit(recombined, colorizer, ab, rgb)
 
 
 # -- writing -----------------------------------------------------------------------------------------
@@ -319,12 +331,13 @@ class Segment:
         )
 
     def _encode(self, pts, rgb):
+        rgb = rgb.result() if isinstance(rgb, concurrent.futures.Future) else rgb  # a frame being recombined
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(**self.convert)
         frame.pts, frame.time_base = pts, self.time_base
         self.container.mux(self.stream.encode(frame))
 
     def write(self, pts, rgb):
-        """Queue a frame (uint8 (H, W, 3)); at most ``ENCODE_AHEAD`` wait, so memory stays bounded."""
+        """Queue a frame (uint8 (H, W, 3), or the future of one); at most ``ENCODE_AHEAD`` wait, so memory stays bounded."""
         self.pending.append(self._run(self._encode, pts, rgb))
         while len(self.pending) > ENCODE_AHEAD or (self.pending and self.pending[0].done()):
             self.pending.popleft().result()  # an encoder error surfaces here
@@ -348,6 +361,7 @@ class Segment:
 
 ENCODE_AHEAD = 16  # frames queued for the encoder at most
 ENCODER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="koalarization-encoder")
+RECOMBINER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="koalarization-recombine")
 
 
 def _format_of(path):
@@ -489,7 +503,7 @@ DIR_LOCK = safeio.DirLock.NAME
 
 
 def _write_batch(colorizer, segment, batch, state, config):
-    colorized = colorize_batch(colorizer, [rgb for _, rgb in batch], state, config.smoothing, config.cut_threshold)
+    colorized = colorize_batch(colorizer, [rgb for _, rgb in batch], state, config.smoothing, config.cut_threshold, recombined_later)
     for (pts, _), frame in zip(batch, colorized):
         segment.write(pts, frame)
 
