@@ -191,6 +191,8 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`).
     """
     safeio.check_output_dir(config.out_dir, [p for p in (config.records, *config.images) if p and os.path.isdir(p)])
+    if colorizer is None:
+        colorizer_module.resolve_model(config.model)  # a missing --model is said before any input is read
     skipped = []
     if config.records:
         size = int(records.read_manifest(config.records)["image_size"])  # the records' letterbox size

@@ -131,6 +131,7 @@ def train(config, callbacks=(), log=_print):
     chief = not multi_worker or is_chief_task(os.environ.get("TF_CONFIG"))
     if not chief:
         return _train(config, chief, callbacks, log)
+    _check_records_folder(config.records)  # before the run dir is made: a typo leaves nothing behind
     safeio.check_output_dir(config.run_dir, inputs=[config.records], what="run dir")
     with safeio.DirLock(config.run_dir, "python -m koalarization.train", warn=log):
         rundir.clean(config.run_dir)
@@ -139,6 +140,13 @@ def train(config, callbacks=(), log=_print):
         except rundir.RunDirError as error:
             raise UserError(str(error)) from None
         return _train(config, chief, callbacks, log)
+
+
+def _check_records_folder(records_dir):
+    """A records folder without a manifest is one line (:func:`records.read_manifest` reads it later, with TensorFlow)."""
+    names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
+    if not any(n == "manifest.json" or (n.startswith("manifest-w") and n.endswith(".json")) for n in names):
+        raise UserError(f"{records_dir}: no manifest.json here; build records first with `python -m tfrecords_builder --out {records_dir}`")
 
 
 def _train(config, chief, callbacks, log):

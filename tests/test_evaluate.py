@@ -164,6 +164,11 @@ def test_cli_errors_name_the_problem(synthetic_records, tiny_model, tmp_path, ca
     wide = str(tmp_path / "wide.keras")
     model.build_colorizer(embedding_dim=SMALL_DIM + 1).save(wide)
     assert "expects 17-d embeddings but" in error_of(["--model", wide, "--records", synthetic_records])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "self").symlink_to(".")  # walking it would print a warning about the loop
+    said = error_of(["--model", missing, "--images", str(photos)])
+    assert f"{missing}: model not found" in said and "loop" not in said + capsys.readouterr().out
     with pytest.raises(SystemExit):  # argparse: --records or --images is required
         evaluate.main(["--model", tiny_model, "-o", str(tmp_path / "o")])
 

@@ -175,6 +175,7 @@ def test_missing_records_is_a_one_line_error(tmp_path, capsys):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and missing in last and "manifest.json" in last
+    assert not (tmp_path / "run").exists()  # a typo in --records leaves no empty run dir behind
 
 
 def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
@@ -187,10 +188,12 @@ def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
         "        train.main(argv)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        f"assert train.main(['--records', 'r', '--run-dir', {str(tmp_path / 'file')!r}]) == 3\n"
+        f"assert train.main(['--records', {str(tmp_path / 'records')!r}, '--run-dir', {str(tmp_path / 'file')!r}]) == 3\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
     )
     (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "manifest.json").write_text("{}")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage: python -m koalarization.train" in done.stdout
