@@ -49,3 +49,28 @@ def test_quick_run_writes_every_figure(tmp_path):
     for row in results["figures"]:
         assert f"| {row['figure']} |" in table
 
+
+
+def test_spread_of_whole_runs_marks_a_figure_that_moves(tmp_path):
+    from benchmarks import spread
+
+    def run(date, *ratios):
+        figures = [{"key": k, "figure": k, "goal": "≥ 1", "ratio": r, "status": "pass"} for k, r in zip(("steady", "moving"), ratios)]
+        machine = {"cpu": "Some CPU", "cores": 2, "tensorflow": "2", "load_average_start": [0.1], "bf16_native": False}
+        return {"mode": "full", "date": date, "machine": machine, "figures": figures}
+
+    runs = [run("a", 2.0, 1.0), run("b", 2.1, 1.5), run("c", 1.95, 1.2)]
+    rows = {row["key"]: row for row in spread.spreads(runs)}
+    assert math.isclose(rows["steady"]["spread"], 0.15 / 2.0) and math.isclose(rows["moving"]["spread"], 0.5 / 1.2)
+    names = []
+    for i, results in enumerate(runs):
+        names.append(str(tmp_path / f"run-{i}.json"))
+        (tmp_path / f"run-{i}.json").write_text(json.dumps(results))
+    assert spread.main([*names, "--out", str(tmp_path / "spread.md")]) == 0
+    table = (tmp_path / "spread.md").read_text()
+    assert "Over it: moving." in table and "| 41.7% **over** |" in table and "| 7.5% |" in table
+
+    other = run("d", 2.0, 1.0)
+    other["machine"]["cpu"] = "Another CPU"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert spread.main([names[0], str(tmp_path / "other.json")]) == 2  # runs of two machines are not compared
