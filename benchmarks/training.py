@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import alternate_until_stable, figure, interleaved_medians, machine, stability_note
+from benchmarks import alternate_until_stable, figure, machine, seconds, stability_note
 from benchmarks.flops import EMBEDDING_DIM, train_flops_per_image
 from benchmarks.photos import synthetic_photos
 from koalarization import colors, model, records
@@ -25,14 +25,30 @@ tf.get_logger().setLevel("ERROR")  # the alternating runs retrace on purpose; no
 
 
 # -- matmul --------------------------------------------------------------------------------------
-def matmul_gflops(size, repeats, dtype=tf.float32):
-    """The machine's matmul rate: median over ``repeats`` of one ``size x size`` product, in GFLOP/s."""
+def matmul_stretch(size, dtype, seconds_target, calibration=3):
+    """``(run, flops)``: ``run()`` does ``size x size`` products for about ``seconds_target`` (at least
+    one, timed ``calibration`` times first), and ``flops`` is the work of one ``run()``."""
     a = tf.cast(tf.random.normal((size, size)), dtype)
     b = tf.cast(tf.random.normal((size, size)), dtype)
     product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     product()  # warm up (thread pools, tracing)
-    (median,) = interleaved_medians([lambda: product().numpy()], repeats)
-    return 2 * size**3 / median / 1e9
+    repeats = max(1, round(seconds_target / statistics.median(seconds(lambda: product().numpy(), calibration))))
+
+    def run():
+        for _ in range(repeats):
+            product().numpy()
+
+    return run, 2 * size**3 * repeats
+
+
+def achieved_vs_matmul(step, step_flops, size, dtype, sizes, step_seconds):
+    """A train step's achieved GFLOP/s against a ``size``² matmul's in ``dtype``, the two timed in
+    alternation (a matmul stretch about as long as a step) until their ratio is stable, so that
+    the machine's load hits both alike. -> ``(step GFLOP/s, matmul GFLOP/s, alternation result)``."""
+    stretch, matmul_flops = matmul_stretch(size, dtype, step_seconds, sizes.matmul_repeats)
+    result = alternate_until_stable([step, stretch], min_rounds=3, max_rounds=9, budget_s=20.0 if sizes.rounds == 1 else 60.0)
+    t_step, t_matmul = result["seconds"]
+    return step_flops / t_step / 1e9, matmul_flops / t_matmul / 1e9, result
 
 
 # -- synthetic data ------------------------------------------------------------------------------
@@ -113,6 +129,13 @@ def precision_and_flops(sizes, log=print):
         budget_s=60.0 if sizes.rounds == 1 else 240.0,
     )
     t_f32, t_bf16 = result["seconds"]
+
+    log(f"train steps against matmuls {sizes.matmul_size}x{sizes.matmul_size}, float32 and bfloat16 (alternating)")
+    flops = train_flops_per_image(size) * batch
+    rates = {
+        dtype: achieved_vs_matmul(lambda s=s: float(s[0](s[1])), flops, sizes.matmul_size, dtype, sizes, t)
+        for dtype, s, t in ((tf.float32, steps[0], t_f32), (tf.bfloat16, steps[1], t_bf16))
+    }
     del f32, bf16, steps
 
     log("synthetic learning task in both precisions")
@@ -149,21 +172,18 @@ def precision_and_flops(sizes, log=print):
     if not learnt:
         loss_row["status"] = "fail"
 
-    log(f"matmul {sizes.matmul_size}x{sizes.matmul_size}, float32 and bfloat16")
-    matmul = matmul_gflops(sizes.matmul_size, sizes.matmul_repeats)
-    matmul_bf16 = matmul_gflops(sizes.matmul_size, sizes.matmul_repeats, tf.bfloat16)
-    flops = train_flops_per_image(size) * batch
     per_image = f"{flops / batch / 1e9:.2f} GFLOP per image per step at {size}x{size} (3 × forward, counted from the conv layers), batch {batch}"
+    (step, matmul, alternation), (step_bf16, matmul_bf16, alternation_bf16) = rates[tf.float32], rates[tf.bfloat16]
     gflops = figure(
         "train_gflops", "training achieved GFLOP/s (float32)",
-        ("train step GFLOP/s", flops / t_f32 / 1e9, "GFLOP/s"), (f"float32 matmul {sizes.matmul_size}²", matmul, "GFLOP/s"),
-        goal=(">=", 0.7), note=f"{per_image}, median step {t_f32:.3f} s",
+        ("train step GFLOP/s", step, "GFLOP/s"), (f"float32 matmul {sizes.matmul_size}²", matmul, "GFLOP/s"),
+        goal=(">=", 0.7), spread=alternation["spread"], note=f"{per_image}; {stability_note(alternation)} (step vs a stretch of matmuls)",
     )
     gflops_bf16 = figure(
         "train_gflops_bf16", "training achieved GFLOP/s (mixed_bfloat16)",
-        ("train step GFLOP/s", flops / t_bf16 / 1e9, "GFLOP/s"), (f"bf16 matmul {sizes.matmul_size}²", matmul_bf16, "GFLOP/s"),
-        goal=(">=", 0.5), applicable=bf16_native,
-        note=f"{per_image}, median step {t_bf16:.3f} s; bf16 matmul is {matmul_bf16 / matmul:.1f}x float32's here."
+        ("train step GFLOP/s", step_bf16, "GFLOP/s"), (f"bf16 matmul {sizes.matmul_size}²", matmul_bf16, "GFLOP/s"),
+        goal=(">=", 0.5), applicable=bf16_native, spread=alternation_bf16["spread"],
+        note=f"{per_image}; {stability_note(alternation_bf16)}; bf16 matmul is {matmul_bf16 / matmul:.1f}x float32's here."
         + ("" if bf16_native else not_native),
     )
     return [precision, loss_row, gflops, gflops_bf16]
