@@ -71,10 +71,7 @@ def read_pixels(path, max_pixels=None):
         source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else path
         with Image.open(source) as image:
             width, height = image.size
-            if max_pixels and width * height > max_pixels:
-                raise ImageError(
-                    name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)"
-                )
+            _check_size(name, width, height, max_pixels)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
             array = _to_array(image)
@@ -89,6 +86,12 @@ def read_pixels(path, max_pixels=None):
     if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(name, f"unexpected image shape {array.shape}")
     return array
+
+
+def _check_size(name, width, height, max_pixels):
+    """An :class:`ImageError` for a photo over ``max_pixels`` (0 or None: no limit), from its header's size."""
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)")
 
 
 def _is_tiff(path):
@@ -107,8 +110,7 @@ def _tiff_pixels(path, name, max_pixels):
             page = tif.pages[0]
             axes, shape = page.axes, page.shape
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
-            if max_pixels and height * width > max_pixels:
-                raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)")
+            _check_size(name, width, height, max_pixels)
             array = page.asarray()
     except ImageError:
         raise
