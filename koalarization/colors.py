@@ -208,6 +208,8 @@ def unletterbox(image, height, width, size, start=0, stop=None):
     """
     top, left, new_height, new_width = letterbox_box(height, width, size)
     content = tf.convert_to_tensor(image, tf.float32)[top : top + new_height, left : left + new_width]  # (h, w, C)
+    if stop is None and isinstance(start, int) and start == 0:  # the whole map: one resize, one pass over the output
+        return tf.image.resize(content, tf.stack([tf.cast(height, tf.int32), tf.cast(width, tf.int32)]), method="bilinear")
     wide = tf.image.resize(content, tf.stack([new_height, tf.cast(width, tf.int32)]), method="bilinear")  # (h, W, C)
     stop = height if stop is None else stop
     scale = tf.cast(new_height, tf.float32) / tf.cast(height, tf.float32)

@@ -47,7 +47,8 @@ def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
 # and slicing of (..., 3) tensors; the plane math is colors.linear_planes_from_lab), table look-ups
 # instead of powers at both ends (sRGB -> linear on the input, linear -> sRGB uint8 on the output),
 # the gamut search only on the pixels that need it (written into the uint8 output), a strip of rows
-# at a time: about 60 passes over a strip instead of 100 (see benchmarks: serving_default).
+# at a time, or the whole photo at once when it fits in one strip (most do: no loop, no copies); the ab
+# scaling done on the small map and each chroma plane upsampled on its own (see benchmarks: serving_default).
 GAMUT_STEPS = 8  # bisection steps of the gamut fit: chroma within 1/256 of the largest that fits
 GAMUT_TOLERANCE = 1e-4  # linear RGB this far outside [0, 1] still counts as inside
 STRIP_PIXELS = 1 << 21  # recombine_in_strips works on about this many pixels at a time
@@ -126,7 +127,19 @@ def lab_to_rgb_keeping_luminance(luminance, ab, steps=GAMUT_STEPS):
 
 def upsample_ab(ab_scaled, height, width, working_size=colors.IMAGE_SIZE, start=0, stop=None):
     """Predicted ab (S, S, 2) scaled -> rows ``start:stop`` of ab (H, W, 2) in Lab units, the letterbox removed."""
-    return colors.unscale_ab(colors.unletterbox(ab_scaled, height, width, working_size, start, stop))  # (rows, W, 2)
+    return colors.unletterbox(colors.unscale_ab(ab_scaled), height, width, working_size, start, stop)  # (rows, W, 2)
+
+
+def _chroma_planes(ab_scaled, height, width, working_size, start, stop):
+    """Predicted ab (S, S, 2) scaled -> flat planes a/500, b/200 (P,) of rows ``start:stop`` at full resolution.
+
+    The Lab scaling is applied to the small map (it commutes with the bilinear upsampling) and each
+    plane is upsampled on its own, so that the full-resolution ab is made once, already as planes."""
+    ratios = colors.unscale_ab(ab_scaled) * (1.0 / tf.constant([500.0, 200.0]))  # (S, S, 2)
+    return [
+        tf.reshape(colors.unletterbox(ratios[..., i : i + 1], height, width, working_size, start, stop), [-1])
+        for i in (0, 1)
+    ]  # fmt: skip
 
 
 def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None):
@@ -135,14 +148,15 @@ def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None
     The output's luminance is the input's, at full resolution; its chroma is the prediction's.
     """
     shape = tf.shape(rgb)
-    linear = srgb_to_linear_by_table(tf.convert_to_tensor(rgb[start:stop], tf.float32))  # (rows, W, 3)
+    rows = rgb if stop is None and isinstance(start, int) and start == 0 else rgb[start:stop]
+    linear = srgb_to_linear_by_table(tf.convert_to_tensor(rows, tf.float32))  # (rows, W, 3)
     y = tf.reshape(tf.tensordot(linear, colors.Y_FROM_LINEAR, 1), [-1])  # (P,)
     del linear
-    ab = tf.reshape(upsample_ab(ab_scaled, shape[0], shape[1], working_size, start, stop), [-1, 2]) * (1.0 / tf.constant([500.0, 200.0]))  # (P, 2)
-    fy, da, db = colors.lab_f(y), ab[:, 0], ab[:, 1]  # (P,) each
+    da, db = _chroma_planes(ab_scaled, shape[0], shape[1], working_size, start, stop)  # (P,) each
+    fy = colors.lab_f(y)  # (P,)
     planes = colors.linear_planes_from_lab(fy, y, da, db)  # 3 x (P,)
     outside, fitted = _fit_chroma_indices(fy, y, da, db, planes)  # (N, 1), 3 x (N,)
-    out = linear_to_uint8_by_table(tf.stack(planes, axis=-1))  # (P, 3)
+    out = tf.stack([linear_to_uint8_by_table(plane) for plane in planes], axis=-1)  # (P, 3): uint8 planes stacked
     out = tf.tensor_scatter_nd_update(out, outside, linear_to_uint8_by_table(tf.stack(fitted, axis=-1)))  # (P, 3)
     return tf.reshape(out, [-1, shape[1], 3])  # (rows, W, 3)
 
@@ -152,20 +166,26 @@ def recombine_in_strips(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, strip_pi
 
     One function for eager code and graphs (a ``tf.while_loop`` that runs one strip at a time), so
     the full-resolution float planes of only one strip exist at once: peak memory per pixel is the
-    input's float32 (12 bytes) plus the uint8 output (3 bytes), whatever the photo's size.
+    input's float32 (12 bytes) plus the uint8 output (3 bytes), whatever the photo's size. A photo
+    of one strip or less (most of them) is recombined whole, without the loop and its copies.
     """
     shape = tf.shape(rgb)
     height, width = shape[0], shape[1]
     step = tf.maximum(1, (strip_pixels or STRIP_PIXELS) // tf.maximum(width, 1))  # rows per strip
     count = (height + step - 1) // step
-    parts = tf.TensorArray(tf.uint8, size=count, infer_shape=False, element_shape=tf.TensorShape([None, None, 3]))
 
-    def body(i, parts):
-        start = i * step
-        return i + 1, parts.write(i, recombine(ab_scaled, rgb, working_size, start, tf.minimum(start + step, height)))
+    def strips():
+        parts = tf.TensorArray(tf.uint8, size=count, infer_shape=False, element_shape=tf.TensorShape([None, None, 3]))
 
-    _, parts = tf.while_loop(lambda i, _: i < count, body, [0, parts], parallel_iterations=1)
-    return tf.ensure_shape(parts.concat(), [None, None, 3])  # (H, W, 3)
+        def body(i, parts):
+            start = i * step
+            return i + 1, parts.write(i, recombine(ab_scaled, rgb, working_size, start, tf.minimum(start + step, height)))
+
+        _, parts = tf.while_loop(lambda i, _: i < count, body, [0, parts], parallel_iterations=1)
+        return parts.concat()
+
+    whole = tf.cond(count <= 1, lambda: recombine(ab_scaled, rgb, working_size), strips)
+    return tf.ensure_shape(whole, [None, None, 3])  # (H, W, 3)
 
 
 def check_lab_shape(l):
