@@ -29,7 +29,7 @@ RUN_MODEL_NAME = "model.keras"
 RUN_CONFIG_NAME = "config.json"
 EXPORT_INFO_NAME = "export.json"
 BATCH_PIXELS = 1 << 24  # colorize holds at most about this many input pixels at once (16 MP), or one bigger photo
-PNG_COMPRESSION = 1  # zlib level: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
+PNG_COMPRESSION = 1  # serving_default's zlib level in tf.io.encode_png: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
 
 
 class ModelError(ValueError):
@@ -127,7 +127,7 @@ def embedding_dim_of(network):
 
 
 def encode_png(colorized):
-    """uint8 (H, W, 3) -> PNG bytes (scalar string): the one encoder of colorize and serving_default."""
+    """uint8 (H, W, 3) -> PNG bytes (scalar string): serving_default's encoder, an op of the graph (colorize writes the same pixels with koalarization.pngfile)."""
     return tf.io.encode_png(colorized, compression=PNG_COMPRESSION)
 
 
