@@ -1,6 +1,6 @@
 """The whole pipeline on the bundled photos, in one command: the README's main job.
 
-    python -m koalarization.demo [--out out] [--inception-weights imagenet|random|PATH]
+    python -m koalarization.demo [--out out] [--inception-weights imagenet|random|PATH] [--precision float32|bfloat16|auto]
 
 1. builds records from the colour photos bundled with scikit-image and matplotlib,
 2. trains the colorizer with the ``smoke`` preset,
@@ -11,7 +11,9 @@
 6. and draws ``OUT/comparison.png``: gray input | colorized | original, one row per photo.
 
 Offline, ImageNet weights for Inception-ResNet-v2 cannot be downloaded: the demo then says so and
-falls back to random Inception weights, which every output records. Run it again and each stage
+falls back to random Inception weights, which every output records. ``--precision`` runs every
+stage in it (records, training as mixed_bfloat16, export, colorize, evaluation; ``auto``: bfloat16
+where the CPU or GPU has it natively), and every output records it too. Run it again and each stage
 resumes: records and training resume where they stopped; the export, the colorized photos and the
 evaluation are kept when they are newer than the trained model. Pass ``--fresh`` to start over.
 """
@@ -23,12 +25,14 @@ import shutil
 import sys
 
 import koalarization  # noqa: F401  (TensorFlow is imported after the arguments are parsed)
+from koalarization import options
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     out: str = "out"  # everything goes here
     inception_weights: str = "imagenet"  # imagenet (falls back to random offline) | random | PATH
+    precision: str = "float32"  # float32 | bfloat16 | auto: every stage's
     fresh: bool = False  # delete OUT first
     verbose: bool = False
 
@@ -77,7 +81,7 @@ def run(config):
         inception, weights = embedding.build_inception(config.inception_weights), config.inception_weights
     print(f"Inception-ResNet-v2 weights: {weights}")
     build(
-        BuildConfig(out=records_dir, samples=True, inception_weights=weights, resume=True),
+        BuildConfig(out=records_dir, samples=True, inception_weights=weights, resume=True, precision=config.precision),
         embedder=inception,
         embedder_info={"model": INCEPTION_MODEL, "weights": embedding.describe_weights(weights)},
     )
@@ -87,13 +91,14 @@ def run(config):
     if os.path.exists(model_path):
         print(f"{model_path} exists: training already done (use --fresh to train again)")
     else:
-        training.train(training.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False))
+        policy = {"bfloat16": "mixed_bfloat16"}.get(config.precision, config.precision)  # float32 and auto as they are
+        training.train(training.TrainConfig.with_preset("smoke", records=records_dir, run_dir=run_dir, export=False, precision=policy))
 
     loaded = []  # one Colorizer for the export, colorize and evaluate stages, loaded when one needs it
 
     def colorizer():
         if not loaded:
-            loaded.append(Colorizer.load(run_dir, inception, weights))
+            loaded.append(Colorizer.load(run_dir, inception, weights, precision=config.precision))
         return loaded[0]
 
     _stage(3, f"SavedModel for TF Serving -> {export_dir}")
@@ -139,6 +144,7 @@ def main(argv=None):
         "--inception-weights", default=DemoConfig.inception_weights,
         help="imagenet (default; falls back to random when offline), random, or a weights file",
     )
+    options.add_precision(parser, default=DemoConfig.precision)
     parser.add_argument("--fresh", action="store_true", help="delete the output folder first and redo everything")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
     config = DemoConfig(**vars(parser.parse_args(argv)))

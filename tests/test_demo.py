@@ -1,6 +1,7 @@
 """`python -m koalarization.demo` resumes every stage (issue 12): a second run redoes nothing, and its
 evaluation says which photos the model was trained on. A stand-in replaces Inception-ResNet-v2."""
 
+import json
 import os
 
 from test_colorize import stand_in_embedder
@@ -24,3 +25,20 @@ def test_a_second_run_keeps_every_stage(tmp_path, monkeypatch, capsys):
     assert "training already done" in second and "newer than the model: kept" in second
     assert "colorized 0, kept" in second
     assert "scores measure fit, not generalisation" in second
+
+
+def test_precision_reaches_every_stage_and_is_recorded(tmp_path, monkeypatch, capsys):
+    """`demo --precision bfloat16`: the records, the training run, the export and the evaluation all say bfloat16."""
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(1000, name="inception_resnet_v2"))
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--inception-weights", "random", "--precision", "bfloat16"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "records" / "manifest.json").read_text())
+    config = json.loads((out / "run" / "config.json").read_text())
+    export = json.loads((out / "models" / "koalarization" / "1" / "export.json").read_text())
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert manifest["embedding"]["precision"] == "bfloat16"
+    assert config["precision"] == "mixed_bfloat16"
+    assert export["precision"] == "bfloat16"
+    assert metrics["precision"] == "bfloat16"
+    assert len(list((out / "colorized").glob("*.png"))) > 3 and (out / "comparison.png").exists()
