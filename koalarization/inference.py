@@ -11,8 +11,8 @@ and shrunk where a colour would fall outside sRGB, so that the luminance survive
 Only a colour input's luminance is ever used. Every step is a TensorFlow op, so the same code runs
 eagerly here and inside the SavedModel graph. The full-resolution part (the last line above) is
 the costly one on a big photo: it works on float32 planes with table look-ups at both ends and
-writes the gamut-fitted pixels into the uint8 output, goes a strip of rows at a time, and never
-makes the full-size L, ab or Lab images (see :func:`recombine`).
+writes the gamut-fitted pixels into the uint8 output, goes a strip of rows at a time (a photo of up
+to 2 MP is one strip), and never makes the full-size L, ab or Lab images (see :func:`recombine`).
 The object that runs this method with a model is :class:`koalarization.colorizer.Colorizer`.
 """
 
