@@ -135,11 +135,8 @@ def _chroma_planes(ab_scaled, height, width, working_size, start, stop):
 
     The Lab scaling is applied to the small map (it commutes with the bilinear upsampling) and each
     plane is upsampled on its own, so that the full-resolution ab is made once, already as planes."""
-    ratios = colors.unscale_ab(ab_scaled) * (1.0 / tf.constant([500.0, 200.0]))  # (S, S, 2)
-    return [
-        tf.reshape(colors.unletterbox(ratios[..., i : i + 1], height, width, working_size, start, stop), [-1])
-        for i in (0, 1)
-    ]  # fmt: skip
+    ratios = ab_scaled * (1.0 / tf.constant([500.0, 200.0]))  # (S, S, 2): upsample_ab scales by 127 on the small map
+    return [tf.reshape(upsample_ab(ratios[..., i : i + 1], height, width, working_size, start, stop), [-1]) for i in (0, 1)]
 
 
 def recombine(ab_scaled, rgb, working_size=colors.IMAGE_SIZE, start=0, stop=None):
