@@ -171,22 +171,28 @@ def run_cli(mode, embedder, args):
     return subprocess.run([sys.executable, "-c", KILLED_RUN, mode, embedder, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_kill_inside_a_chunk_then_resume_gives_the_unkilled_film(models, clips, film_out, tmp_path):
+def test_kill_inside_a_chunk_then_resume_gives_the_unkilled_film(models, colorizer, clips, tmp_path):
+    """Written lossless (--crf 0), so the decoded frames are exactly the colorized ones: at crf 18, x264
+    (core 165, FFmpeg 8) itself gave other bytes for the very same input frames in about one encode in
+    ten under CPU load on these 48x64 frames (never on 96x128 in 2,000 encodes), which made this test
+    fail now and then without any fault of the resume."""
     run, embedder = models
-    args = [clips["film"], "-o", str(tmp_path), "--model", run, "--chunk-frames", str(CHUNK)]
+    out = tmp_path / "out"
+    args = [clips["film"], "-o", str(out), "--model", run, "--chunk-frames", str(CHUNK), "--crf", "0"]
     killed = run_cli("kill", embedder, args)
     assert killed.returncode == 9, killed.stderr[-2000:]
-    final = tmp_path / "film.mp4"
+    final = out / "film.mp4"
     assert not final.exists()  # nothing broken under the final name
     resumed = run_cli("run", embedder, [*args, "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after 1 finished chunk" in resumed.stdout
     frames, pts, _ = decoded(str(final))
-    expected, expected_pts, _ = decoded(film_out)
+    expected, expected_pts, _ = decoded(run_video(colorizer, clips["film"], tmp_path / "unkilled", crf=0))
     assert len(frames) == FRAMES and pts == expected_pts
-    assert all(np.array_equal(a, b) for a, b in zip(frames, expected))  # the same film as an unkilled run
+    differing = {i: int(np.abs(a.astype(int) - b).max()) for i, (a, b) in enumerate(zip(frames, expected)) if not np.array_equal(a, b)}
+    assert not differing, f"frames (index: largest difference) not as in an unkilled run: {differing}"  # the same film
     assert audio_packets(str(final)) == audio_packets(clips["film"])
-    assert sorted(os.listdir(tmp_path)) == ["film.mp4"]  # the work folder is gone
+    assert sorted(os.listdir(out)) == ["film.mp4"]  # the work folder is gone
 
 
 def test_ctrl_c_keeps_a_playable_partial_file_and_resume_finishes(colorizer, clips, monkeypatch, tmp_path):
