@@ -23,6 +23,7 @@ refused with one line that says to rebuild them.
 """
 
 import os
+import re
 
 import numpy as np
 from koalarization import quiet_tensorflow  # noqa: E402
@@ -133,24 +134,54 @@ def read_manifest(records_dir):
     damaged one or records of another schema version, each with one line that says what to do.
     """
     path = os.path.join(records_dir, MANIFEST_NAME)
+    parts = worker_manifests(records_dir)
+    if os.path.exists(path) and parts:
+        raise RecordsError(
+            f"{records_dir}: holds two builds, a one-worker {MANIFEST_NAME} and the manifests of a build over "
+            f"several workers ({os.path.basename(parts[0][1])}, ...); build into an empty folder, or remove the "
+            "older build's manifest and shards"
+        )
     if os.path.exists(path):
         manifest = _read(path)
     else:
-        names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
-        parts = sorted(
-            os.path.join(records_dir, n) for n in names if n.startswith("manifest-w") and n.endswith(".json")
-        )
         if not parts:
             raise FileNotFoundError(
                 f"{records_dir}: no {MANIFEST_NAME} here; build records first with "
                 f"`python -m tfrecords_builder --out {records_dir}`"
             )
-        manifests = [_read(part) for part in parts]
-        for part, manifest in zip(parts, manifests):
+        manifests = [_read(part) for _, part in parts]
+        for (_, part), manifest in zip(parts, manifests):
             _check_version(part, manifest)
+        _check_all_workers(records_dir, [index for index, _ in parts], manifests)
         manifest = merge_manifests(manifests)
     _check_version(path, manifest)
     return manifest
+
+
+def worker_manifests(records_dir):
+    """``(worker index, path)`` of every ``manifest-wNN.json`` in ``records_dir``, by index."""
+    names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
+    found = [(re.fullmatch(r"manifest-w(\d+)\.json", name), name) for name in names]
+    return sorted((int(match.group(1)), os.path.join(records_dir, name)) for match, name in found if match)
+
+
+def _check_all_workers(records_dir, indices, manifests):
+    """A build over N workers is read only when all N have written their manifest: otherwise training
+    would quietly see part of the data (each manifest records ``worker: {index, count}``)."""
+    counts = {int(m["worker"]["count"]) for m in manifests if isinstance(m.get("worker"), dict) and "count" in m["worker"]}
+    if len(counts) > 1:
+        raise RecordsError(f"{records_dir}: manifests of builds over {sorted(counts)} workers; build into an empty folder")
+    if counts:
+        count = counts.pop()
+        if max(indices) >= count:
+            raise RecordsError(f"{records_dir}: manifest-w{max(indices):02d}.json is not of this build over {count} workers; build into an empty folder")
+        missing = sorted(set(range(count)) - set(indices))
+        if missing:
+            raise RecordsError(
+                f"{records_dir}: a build over {count} workers is not finished: no manifest yet from worker(s) "
+                f"{', '.join(str(i) for i in missing)} (of 0-{count - 1}); run their `python -m tfrecords_builder "
+                f"... --num-workers {count} --worker-index I --resume` first"
+            )
 
 
 def _check_version(path, manifest):

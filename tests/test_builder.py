@@ -257,6 +257,26 @@ def test_splits_follow_the_key_hash_and_workers_are_disjoint(photos, tmp_path):
     assert keys_by_worker[0] and keys_by_worker[1] and not keys_by_worker[0] & keys_by_worker[1]
 
 
+def test_half_a_worker_build_is_never_read_and_two_builds_never_share_a_folder(photos, tmp_path):
+    """Training on the records of 1 of 2 workers would quietly learn from half the photos."""
+    many = tmp_path / "many"
+    build(_config(many, photos, num_workers=2, worker_index=0), stand_in, False)
+    with pytest.raises(records.RecordsError, match=r"build over 2 workers is not finished: no manifest yet from worker\(s\) 1 \(of 0-1\)"):
+        records.read_manifest(str(many))
+    with pytest.raises(BuildError, match="manifest-w00.json of a build over several workers"):
+        build(_config(many, photos), stand_in, False)  # a one-worker build into the same folder
+    with pytest.raises(BuildError, match="manifest-w00.json of a build over 2 workers"):
+        build(_config(many, photos, num_workers=3, worker_index=1), stand_in, False)
+    build(_config(many, photos, num_workers=2, worker_index=1), stand_in, False)
+    assert len(read_records(many)) == 12  # both workers: every photo
+
+    one = tmp_path / "one"
+    build(_config(one, photos), stand_in, False)
+    with pytest.raises(BuildError, match="manifest.json of a one-worker build"):
+        build(_config(one, photos, num_workers=2, worker_index=0), stand_in, False)
+    assert sorted(n for n in os.listdir(one) if n.startswith("manifest")) == ["manifest.json"]  # refused before any work
+
+
 def _shard_bytes(out):
     return {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out)) if n.endswith(".tfrecord")}
 

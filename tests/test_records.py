@@ -74,12 +74,21 @@ def test_manifests_of_workers_merge(tmp_path):
             "train": {"examples": n, "shards": [records.shard_name("train", 0, worker)]},
             "val": {"examples": 1, "shards": [records.shard_name("val", 0, worker)]},
         }
-        manifest = records.make_manifest(32, embedding, splits, [{"path": f"bad{worker}", "reason": "r"}])
+        manifest = records.make_manifest(32, embedding, splits, [{"path": f"bad{worker}", "reason": "r"}], worker={"index": worker, "count": 2})
         records.write_json_atomic(str(tmp_path / f"manifest-w{worker:02d}.json"), manifest)
     merged = records.read_manifest(str(tmp_path))
     assert merged["splits"]["train"]["examples"] == 5 and merged["splits"]["val"]["examples"] == 2
     assert len(merged["splits"]["train"]["shards"]) == 2
     assert [s["path"] for s in merged["skipped"]] == ["bad0", "bad1"]
+
+    stale = records.make_manifest(32, embedding, {"train": {"examples": 7, "shards": []}, "val": {"examples": 0, "shards": []}})
+    records.write_json_atomic(str(tmp_path / records.MANIFEST_NAME), stale)  # an older one-worker build
+    with pytest.raises(records.RecordsError, match="holds two builds"):
+        records.read_manifest(str(tmp_path))
+    os.remove(tmp_path / records.MANIFEST_NAME)
+    os.remove(tmp_path / "manifest-w01.json")
+    with pytest.raises(records.RecordsError, match=r"worker\(s\) 1 \(of 0-1\)"):
+        records.read_manifest(str(tmp_path))
 
 
 def test_missing_manifest_names_the_folder(tmp_path):

@@ -249,9 +249,35 @@ def _read_state(state_path):
         raise BuildError(f"{error}; leave out --resume to start this build over") from None
 
 
+def _check_no_other_build(config, out):
+    """A one-worker build and a build over workers (or over another number of them) in one folder would
+    leave readers two manifests to choose from: refused before any work."""
+    workers = records.worker_manifests(out)
+    single = os.path.exists(os.path.join(out, records.MANIFEST_NAME))
+    other = None
+    if config.num_workers == 1 and workers:
+        other = f"{os.path.basename(workers[0][1])} of a build over several workers"
+    elif config.num_workers > 1 and single:
+        other = f"{records.MANIFEST_NAME} of a one-worker build"
+    elif config.num_workers > 1:
+        for index, path in workers:
+            try:
+                manifest = safeio.read_json(path, "worker manifest")
+            except safeio.DamagedFileError:
+                continue  # damaged: this worker's own is rewritten; another's is reported by readers
+            worker = manifest.get("worker") if isinstance(manifest, dict) else None
+            count = worker.get("count") if isinstance(worker, dict) else None
+            if count not in (None, config.num_workers) or index >= config.num_workers:
+                other = f"{os.path.basename(path)} of a build over {count} workers"
+                break
+    if other:
+        raise BuildError(f"{out} holds {other}; build into an empty folder, or remove that build's manifest and shards")
+
+
 def _prepare_out_dir(config, out, plan, fingerprint):
     """Clear what must not survive and return the build state (finished shards) to go on from.
     Called with this worker's lock held."""
+    _check_no_other_build(config, out)
     manifest_name, state_name, _, shard_pattern = _file_names(config)
     old_temporaries = re.compile(rf"^({re.escape(manifest_name)}|{re.escape(state_name)})\.tmp\d+$")
     ours = re.compile(rf"^({shard_pattern.pattern[1:-1]}|{re.escape(manifest_name)}|{re.escape(state_name)})$")
