@@ -53,6 +53,7 @@ def load_dataset(
     with_keys=False,
     shuffle_buffer=SHUFFLE_BUFFER,
     cycle_length=CYCLE_LENGTH,
+    random_starts=False,
 ):
     """Batches ``({"l": (B,S,S,1), "embedding": (B,D)}, ab (B,S,S,2))``, all float32, l and ab in [-1, 1].
 
@@ -60,6 +61,11 @@ def load_dataset(
     ``shuffle_buffer``: examples in the shuffle buffer (used when ``shuffle``); ``cycle_length``:
     shards read at once. An empty split gives an empty dataset. Records of another schema version,
     or a damaged manifest, raise ``records.RecordsError`` (a ``ValueError``) with one line.
+
+    ``random_starts=True`` (with ``seed``; training with epochs shorter than the split): each shard is
+    read once from a position drawn from the seed, on to its end, then from its start. A new pipeline per epoch
+    that reads every shard from its first record would otherwise only ever see the first few hundred
+    examples of each shard, however many epochs run.
     """
     if shuffle_buffer < 1 or cycle_length < 1:
         raise ValueError(f"shuffle_buffer and cycle_length must be at least 1, got {shuffle_buffer} and {cycle_length}")
@@ -69,10 +75,22 @@ def load_dataset(
     dim = records.embedding_dim(manifest)
 
     files = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))
+    read = tf.data.TFRecordDataset
+    if random_starts and paths:
+        if seed is None:
+            raise ValueError("random_starts needs a seed (the same one on every worker and after a resume)")
+        files = files.enumerate()  # (shard index, path): each shard gets its own start
+        per_shard = max(1, -(-int(manifest["splits"][split]["examples"]) // len(paths)))  # the builder's shard size
+
+        def read(index, path):
+            start = tf.random.stateless_uniform([], [seed, index], 0, per_shard, dtype=tf.int64)
+            shard = tf.data.TFRecordDataset(path)
+            return shard.skip(start).concatenate(shard.take(start))  # each record once, from start round to it
+
     if shuffle and paths:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     ds = files.interleave(
-        tf.data.TFRecordDataset,
+        read,
         cycle_length=max(1, min(len(paths), cycle_length)),
         num_parallel_calls=tf.data.AUTOTUNE,
         # A seeded order must be reproducible: multi-worker training shards the batches by position,

@@ -256,6 +256,7 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
         train_ds = data.load_dataset(
             config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
             shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
+            random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see load_dataset
         )
         iterator = iter(distribute(strategy, train_ds, train_shards))
         total = 0.0

@@ -113,3 +113,25 @@ def test_a_shard_that_fails_halfway_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         records.write_shard(path, examples())
     assert os.listdir(tmp_path) == []  # neither a half shard under its name nor a temporary file
+
+
+def test_short_epochs_reach_every_part_of_every_shard(tmp_path):
+    """Training builds a new pipeline every epoch; with epochs shorter than the split, reading each shard
+    from its first record would never get past its first few examples, however many epochs run."""
+    from conftest import write_synthetic_records
+    from koalarization.loop import epoch_seed
+
+    write_synthetic_records(str(tmp_path), n_train=160, n_val=0, image_size=16, shards=4)  # train/i is at position i // 4 of shard i % 4
+
+    def positions_read(random_starts, epochs=30, seed=0):
+        seen = []
+        for epoch in range(epochs):  # 4 batches of 4 per epoch: 16 of 160 examples
+            ds = data.load_dataset(str(tmp_path), "train", 4, repeat=True, seed=epoch_seed(seed, epoch), with_keys=True,
+                                   shuffle_buffer=8, cycle_length=2, random_starts=random_starts)
+            seen += [int(k.decode().split("/")[1]) // 4 for inputs, _ in ds.take(4) for k in inputs["key"].numpy()]
+        return seen
+
+    from_the_start, from_random_starts = positions_read(False), positions_read(True)
+    assert max(from_the_start) < 15  # the failure this guards against: 30 epochs never past position 15 of 40
+    assert max(from_random_starts) >= 35 and len(set(from_random_starts)) == 40  # every position of the shards is reached
+    assert positions_read(True, epochs=3) == from_random_starts[: 3 * 16]  # a function of the seed: a resumed run reads the same
