@@ -165,12 +165,31 @@ def worker_manifests(records_dir):
     return sorted((int(match.group(1)), os.path.join(records_dir, name)) for match, name in found if match)
 
 
+_SAME_IN_EVERY_WORKER = ("tfds", "samples", "val_fraction", "shard_size", "image_size", "num_workers", "limit", "keep_gray")
+
+
+def _build_facts(manifest):
+    """What every worker of one build shares: its settings and how many inputs the sources held (not the
+    paths: each machine may mount the photos elsewhere)."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    return {"inputs": manifest.get("inputs"), **{k: config.get(k) for k in _SAME_IN_EVERY_WORKER}}
+
+
 def _check_all_workers(records_dir, indices, manifests):
     """A build over N workers is read only when all N have written their manifest: otherwise training
     would quietly see part of the data (each manifest records ``worker: {index, count}``)."""
     counts = {int(m["worker"]["count"]) for m in manifests if isinstance(m.get("worker"), dict) and "count" in m["worker"]}
     if len(counts) > 1:
         raise RecordsError(f"{records_dir}: manifests of builds over {sorted(counts)} workers; build into an empty folder")
+    first = _build_facts(manifests[0])
+    for index, manifest in zip(indices[1:], manifests[1:]):
+        odd = {k: (v, first.get(k)) for k, v in _build_facts(manifest).items() if v != first.get(k)}
+        if odd:
+            said = ", ".join(f"{k} {v!r} vs {w!r}" for k, (v, w) in sorted(odd.items()))
+            raise RecordsError(
+                f"{records_dir}: manifest-w{index:02d}.json and manifest-w{indices[0]:02d}.json are of different builds "
+                f"({said}); rebuild that worker with the same settings and sources as the others"
+            )
     if counts:
         count = counts.pop()
         if max(indices) >= count:

@@ -135,3 +135,15 @@ def test_short_epochs_reach_every_part_of_every_shard(tmp_path):
     assert max(from_the_start) < 15  # the failure this guards against: 30 epochs never past position 15 of 40
     assert max(from_random_starts) >= 35 and len(set(from_random_starts)) == 40  # every position of the shards is reached
     assert positions_read(True, epochs=3) == from_random_starts[: 3 * 16]  # a function of the seed: a resumed run reads the same
+
+
+def test_workers_of_different_builds_are_not_merged(tmp_path):
+    """One worker rerun with another --val-fraction would move photos between train and val."""
+    embedding = {"model": "m", "weights": {"source": "random"}, "dim": 4, "input_size": 299}
+    for worker, val_fraction in ((0, 0.1), (1, 0.2)):
+        splits = {"train": {"examples": 3, "shards": []}, "val": {"examples": 1, "shards": []}}
+        config = {"val_fraction": val_fraction, "num_workers": 2, "worker_index": worker, "image_size": 32}
+        manifest = records.make_manifest(32, embedding, splits, worker={"index": worker, "count": 2}, inputs=8, config=config)
+        records.write_json_atomic(str(tmp_path / f"manifest-w{worker:02d}.json"), manifest)
+    with pytest.raises(records.RecordsError, match=r"manifest-w01.json and manifest-w00.json are of different builds \(val_fraction 0.2 vs 0.1\)"):
+        records.read_manifest(str(tmp_path))
