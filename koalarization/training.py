@@ -142,6 +142,20 @@ def train(config, callbacks=(), log=_print):
         return _train(config, chief, callbacks, log)
 
 
+def _check_same_records(config, facts):
+    """A resumed run goes on with the records it started on: records rebuilt in place (more photos, another
+    --val-fraction, other Inception weights) would quietly continue the old model on other data, and move
+    photos it trained on into val."""
+    saved = rundir.read_config(config.run_dir) or {}
+    before, now = saved.get("records"), json.loads(json.dumps(facts))
+    if rundir.has_backup(config.run_dir) and before is not None and before != now:
+        differs = ", ".join(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+        raise UserError(
+            f"{config.run_dir}: this run started on other records than {config.records} holds now ({differs} changed); "
+            "resume it with the records it started on, or choose a new --run-dir"
+        )
+
+
 def _check_records_folder(records_dir):
     """A records folder without a manifest is one line (:func:`records.read_manifest` reads it later, with TensorFlow)."""
     names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
@@ -170,6 +184,7 @@ def _train(config, chief, callbacks, log):
     log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
     loop.warn_random_embedding(manifest, log)
     if chief:
+        _check_same_records(config, loop.records_facts(manifest))
         rundir.write_config(config.run_dir, {
             "config": dataclasses.asdict(config), "records": loop.records_facts(manifest),
             "replicas": strategy.num_replicas_in_sync, "precision": policy,

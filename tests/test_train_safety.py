@@ -18,7 +18,7 @@ from conftest import write_synthetic_records
 
 from koalarization import model as _model  # noqa: F401  (registers FusionLayer for load_model)
 from koalarization import safeio
-from koalarization.train import TrainConfig, main, train
+from koalarization.train import TrainConfig, UserError, main, train
 
 KILLPOINT = os.path.join(os.path.dirname(__file__), "killpoint.py")
 KILLED = 9
@@ -230,3 +230,19 @@ def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
     said = [line for line in captured.out.splitlines() if line.startswith("Not exported")]
     assert len(said) == 1 and "download failed" in said[0] and "the run is complete" in said[0]
     assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(os.path.join(run_dir, "backup"))
+
+
+def test_a_run_does_not_resume_on_records_rebuilt_in_place(tmp_path):
+    """More photos (or another --val-fraction, other weights) under the same --records: refused, not
+    continued quietly on other data."""
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=12, n_val=4, image_size=32, seed=3)
+    config = TrainConfig(records=records_dir, run_dir=str(tmp_path / "run"), epochs=2, steps_per_epoch=1,
+                         validation_steps=1, batch_size=4, sample_images=1, export=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[StopAfterFirstEpoch()], log=lambda *a, **k: None)
+    write_synthetic_records(records_dir, n_train=16, n_val=4, image_size=32, seed=4)  # rebuilt with more photos
+    with pytest.raises(UserError, match=r"run: this run started on other records than .*records holds now \(examples changed\)"):
+        train(config, log=lambda *a, **k: None)
+    write_synthetic_records(records_dir, n_train=12, n_val=4, image_size=32, seed=3)  # the records it started on
+    assert len(train(config, log=lambda *a, **k: None).history["loss"]) == 2  # resumed and finished
