@@ -111,6 +111,9 @@ def _tiff_pixels(path, name, max_pixels):
             axes, shape = page.axes, page.shape
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
             _check_size(name, width, height, max_pixels)
+            bomb = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # with no limit of ours, Pillow's own (its error size)
+            if max_pixels is None and bomb and width * height > bomb:
+                raise ImageError(name, f"image too large to decode safely ({width}x{height} = {width * height} pixels, over {bomb})")
             array = page.asarray()
     except ImageError:
         raise

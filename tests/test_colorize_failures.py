@@ -208,6 +208,21 @@ def test_a_planar_float_tiff_reads_as_its_first_page():
         images.read_image(path, max_pixels=50)
 
 
+def test_a_tiff_bomb_is_refused_even_without_a_pixel_limit(monkeypatch):
+    """The builder and evaluate read with no --max-pixels: a TIFF that only tifffile opens is then held to
+    Pillow's own decompression-bomb size, rather than allocating whatever its header declares."""
+    import skimage
+
+    from koalarization import images
+
+    path = os.path.join(os.path.dirname(skimage.__file__), "data", "multipage_rgb.tif")  # 10x10
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # Pillow's error size is twice this: 80 < 100 pixels
+    with pytest.raises(images.ImageError, match=r"multipage_rgb.tif: image too large to decode safely \(10x10 = 100 pixels, over 80\)"):
+        images.read_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    assert images.read_image(path).shape == (10, 10, 3)
+
+
 def test_pillows_decompression_bomb_warning_is_not_printed_raw(tmp_path):
     """A photo over Pillow's warning size (here lowered to 1000 pixels) decodes without Pillow's raw warning."""
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "big.png")
