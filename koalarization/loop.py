@@ -77,20 +77,28 @@ def num_workers(strategy):
 
 def distribute(strategy, dataset, shards=None):
     """``dataset`` split over the strategy's replicas. Several workers each read only their own
-    files (FILE auto-shard) when there are at least ``shards >= workers`` files, else every worker
-    reads everything and keeps its part (DATA)."""
+    files (FILE auto-shard) when the ``shards`` files split evenly over them, else every worker
+    reads everything and keeps its part (DATA). Uneven FILE sharding would bias the epoch: 10 shards
+    over 4 workers give 3/3/2/2, and the workers with 2 repeat theirs half as often again."""
     options = tf.data.Options()
-    use_files = shards is not None and shards >= num_workers(strategy) > 1
+    use_files = _files_split_evenly(shards, num_workers(strategy))
     policy = tf.data.experimental.AutoShardPolicy
     options.experimental_distribute.auto_shard_policy = policy.FILE if use_files else policy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
+def _files_split_evenly(shards, workers):
+    return shards is not None and workers > 1 and shards % workers == 0
+
+
 def shard_policy_line(strategy, shards):
     workers = num_workers(strategy)
-    if shards >= workers:
+    if _files_split_evenly(shards, workers):
         return f"Input: {shards} train shards over {workers} workers: FILE auto-shard, each worker reads only its own shards."
-    return f"Input: {shards} train shards over {workers} workers: DATA auto-shard, every worker reads all shards and keeps its part."
+    return (
+        f"Input: {shards} train shards over {workers} workers: DATA auto-shard, every worker reads all shards and keeps "
+        "its part (FILE needs a number of shards divisible by the workers)."
+    )
 
 
 # -- the steps ---------------------------------------------------------------------------------

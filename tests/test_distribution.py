@@ -165,3 +165,18 @@ def test_chief_and_worker_killed_then_resumed_match_one_device(records_one_shard
     for i, want in enumerate(single):
         np.testing.assert_allclose(chief[f"w{i}"], want, rtol=1e-4, atol=1e-6, err_msg=f"w{i}")
         np.testing.assert_allclose(worker[f"w{i}"], want, rtol=1e-4, atol=1e-6, err_msg=f"w{i}")
+
+
+def test_workers_read_their_own_files_only_when_the_files_split_evenly():
+    """10 shards over 4 workers would give 3/3/2/2: the workers with 2 would repeat theirs more often."""
+    import types
+
+    from koalarization import loop
+
+    def cluster(workers):
+        spec = types.SimpleNamespace(as_dict=lambda: {"worker": [f"host:{i}" for i in range(workers)]})
+        return types.SimpleNamespace(cluster_resolver=types.SimpleNamespace(task_type="worker", cluster_spec=lambda: spec))
+
+    assert "FILE auto-shard" in loop.shard_policy_line(cluster(4), 12)
+    assert "DATA auto-shard" in loop.shard_policy_line(cluster(4), 10)
+    assert "DATA auto-shard" in loop.shard_policy_line(cluster(2), 1)
