@@ -235,6 +235,24 @@ def progress_verbosity():
     return 1 if interactive else 2
 
 
+class WorkersDisagree(RuntimeError):
+    """The workers of one cluster would train from different states."""
+
+
+def check_workers_resume_alike(strategy, epoch):
+    """Every worker restores its own run dir: one that cannot see the chief's backup (a local path
+    instead of shared storage) would start from epoch 0 while the others resume, and the replicas
+    would apply the same gradients to different weights. One all-reduce (sum of the epoch and of its
+    square over the replicas: all equal exactly when n * sum(e^2) == sum(e)^2) finds it on every worker."""
+    value = tf.constant([float(epoch), float(epoch) ** 2, 1.0], tf.float64)
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)), axis=None).numpy()
+    if abs(total[2] * total[1] - total[0] ** 2) > 0.5:
+        raise WorkersDisagree(
+            f"the workers would resume from different epochs (this one from epoch {epoch}, the mean is {total[0] / total[2]:g}): "
+            "every worker needs --run-dir on storage all of them see, holding the same backup"
+        )
+
+
 def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     """Train from the run's backup (or from scratch) to ``config.epochs``; returns the history.
     Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
@@ -243,6 +261,8 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     if num_workers(strategy) > 1:
         log(shard_policy_line(strategy, train_shards))
     initial_epoch = run.restore(model)
+    if num_workers(strategy) > 1:
+        check_workers_resume_alike(strategy, initial_epoch)
     if initial_epoch:
         log(f"Resuming from the backup after epoch {initial_epoch}.")
     callbacks = keras.callbacks.CallbackList(

@@ -204,7 +204,7 @@ def _train(config, chief, callbacks, log):
             model.optimizer.build(model.trainable_variables)
         model.stop_training = False
         history = loop.fit(model, strategy, config, run, n_train, n_val, callbacks, log)
-    except FloatingPointError as error:
+    except (FloatingPointError, loop.WorkersDisagree) as error:
         log("")  # end the progress bar's line
         raise UserError(str(error)) from None
     except tf.errors.DataLossError as error:

@@ -54,7 +54,7 @@ def read_history(run_dir):
     return [dict(zip(rows[0], row)) for row in rows[1:]]
 
 
-def run_cluster(roles, config, outs, kill_chief_at=None):
+def run_cluster(roles, config, outs, kill_chief_at=None):  # config: JSON, or a list of one per task
     """Start one dist_worker per ``roles`` entry ("chief" / "worker") as a cluster on free local
     ports and wait for all. A port taken between choosing it and binding it (another test run on
     the machine) is retried with new ports. When the chief was killed on purpose, the others are
@@ -65,12 +65,13 @@ def run_cluster(roles, config, outs, kill_chief_at=None):
         for role in roles:
             cluster.setdefault(role, []).append(f"127.0.0.1:{next(ports)}")
         procs, index = [], {}
-        for role, out in zip(roles, outs):
+        for i, (role, out) in enumerate(zip(roles, outs)):
             task = {"type": role, "index": index.setdefault(role, 0)}
             index[role] += 1
             env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
             kill = ["--kill-at", kill_chief_at] if kill_chief_at and not procs else []
-            procs.append(subprocess.Popen([sys.executable, WORKER, config, out, *kill], env=env,
+            task_config = config[i] if isinstance(config, list) else config  # one per task, or the same for all
+            procs.append(subprocess.Popen([sys.executable, WORKER, task_config, out, *kill], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         try:
             results = [None] * len(procs)
@@ -180,3 +181,17 @@ def test_workers_read_their_own_files_only_when_the_files_split_evenly():
     assert "FILE auto-shard" in loop.shard_policy_line(cluster(4), 12)
     assert "DATA auto-shard" in loop.shard_policy_line(cluster(4), 10)
     assert "DATA auto-shard" in loop.shard_policy_line(cluster(2), 1)
+
+
+def test_a_worker_that_cannot_see_the_backup_stops_the_cluster_with_one_line(records_one_shard, tmp_path):
+    """A worker whose --run-dir is not the chief's (a local path, not shared storage) would start from
+    scratch while the chief resumes: every task stops instead, saying why."""
+    outs = [str(tmp_path / f"task{i}.npz") for i in range(2)]
+    shared = config_json(records_one_shard, str(tmp_path / "run"), "multi_worker", epochs=3)
+    killed = run_cluster(["chief", "worker"], shared, outs, kill_chief_at="state.weights.h5.next:2:during")
+    assert killed[0][0] == KILLED, killed[0][2][-3000:]
+    local = config_json(records_one_shard, str(tmp_path / "worker-local-run"), "multi_worker", epochs=3)
+    done = run_cluster(["chief", "worker"], [shared, local], outs)
+    for code, _, err in done:
+        assert code != 0 and "the workers would resume from different epochs" in err, err[-3000:]
+    assert "this one from epoch 1" in done[0][2] and "this one from epoch 0" in done[1][2]
