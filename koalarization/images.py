@@ -94,6 +94,11 @@ def _check_size(name, width, height, max_pixels):
         raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the limit of {max_pixels} (--max-pixels 0 lifts it)")
 
 
+# Pillow's decompression-bomb error size (twice its warning size), taken once: read_image with a
+# max_pixels of ours lifts Pillow's own limit for the rest of the process.
+TIFF_BOMB_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
 def _is_tiff(path):
     if isinstance(path, (bytes, bytearray)):
         return bytes(path[:4]) in (b"II*\x00", b"MM\x00*")
@@ -111,9 +116,8 @@ def _tiff_pixels(path, name, max_pixels):
             axes, shape = page.axes, page.shape
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
             _check_size(name, width, height, max_pixels)
-            bomb = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # with no limit of ours, Pillow's own (its error size)
-            if max_pixels is None and bomb and width * height > bomb:
-                raise ImageError(name, f"image too large to decode safely ({width}x{height} = {width * height} pixels, over {bomb})")
+            if max_pixels is None and width * height > TIFF_BOMB_PIXELS:  # no limit of ours: Pillow's
+                raise ImageError(name, f"image too large to decode safely ({width}x{height} = {width * height} pixels, over {TIFF_BOMB_PIXELS})")
             array = page.asarray()
     except ImageError:
         raise

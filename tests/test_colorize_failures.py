@@ -216,10 +216,12 @@ def test_a_tiff_bomb_is_refused_even_without_a_pixel_limit(monkeypatch):
     from koalarization import images
 
     path = os.path.join(os.path.dirname(skimage.__file__), "data", "multipage_rgb.tif")  # 10x10
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # Pillow's error size is twice this: 80 < 100 pixels
+    assert images.TIFF_BOMB_PIXELS == 2 * 89_478_485  # Pillow's error size, even after a max_pixels lifted Pillow's own
+    images.read_image(path, max_pixels=10**6)  # lifts Image.MAX_IMAGE_PIXELS for the process
+    monkeypatch.setattr(images, "TIFF_BOMB_PIXELS", 80)  # the 10x10 TIFF is over it
     with pytest.raises(images.ImageError, match=r"multipage_rgb.tif: image too large to decode safely \(10x10 = 100 pixels, over 80\)"):
         images.read_image(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    monkeypatch.setattr(images, "TIFF_BOMB_PIXELS", 100)
     assert images.read_image(path).shape == (10, 10, 3)
 
 
