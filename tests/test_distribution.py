@@ -195,3 +195,18 @@ def test_a_worker_that_cannot_see_the_backup_stops_the_cluster_with_one_line(rec
     for code, _, err in done:
         assert code != 0 and "the workers would resume from different epochs" in err, err[-3000:]
     assert "this one from epoch 1" in done[0][2] and "this one from epoch 0" in done[1][2]
+
+
+def test_two_workers_with_short_epochs_read_their_own_files_from_random_starts(tmp_path):
+    """Epochs shorter than the train split (2 steps of 4 of 16 examples): each shard read from a seeded
+    start, and FILE auto-shard still finds the files, so both workers train in step."""
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=16, n_val=4, image_size=32, seed=6)
+    outs = [str(tmp_path / f"worker{i}.npz") for i in range(2)]
+    done = run_cluster(["worker", "worker"], config_json(records_dir, str(tmp_path / "run"), "multi_worker"), outs)
+    for code, _, err in done:
+        assert code == 0, err[-3000:]
+    assert "FILE auto-shard" in done[0][1], done[0][1][-2000:]
+    chief, worker = (np.load(out) for out in outs)
+    for name in (k for k in chief.files if k.startswith("w")):
+        np.testing.assert_allclose(chief[name], worker[name], rtol=1e-6, atol=1e-7, err_msg=name)
