@@ -258,10 +258,11 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
     steps = config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
     train_shards = len(data.shard_paths(config.records, "train"))
-    if num_workers(strategy) > 1:
+    several = num_workers(strategy) > 1
+    if several:
         log(shard_policy_line(strategy, train_shards))
     initial_epoch = run.restore(model)
-    if num_workers(strategy) > 1:
+    if several:
         check_workers_resume_alike(strategy, initial_epoch)
     if initial_epoch:
         log(f"Resuming from the backup after epoch {initial_epoch}.")

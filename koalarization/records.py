@@ -175,10 +175,17 @@ def _build_facts(manifest):
     return {"inputs": manifest.get("inputs"), **{k: config.get(k) for k in _SAME_IN_EVERY_WORKER}}
 
 
+def worker_count(manifest):
+    """How many workers the build of a worker's manifest was split over (its ``worker: {index, count}``),
+    None where it does not say."""
+    worker = manifest.get("worker") if isinstance(manifest, dict) else None
+    return int(worker["count"]) if isinstance(worker, dict) and "count" in worker else None
+
+
 def _check_all_workers(records_dir, indices, manifests):
     """A build over N workers is read only when all N have written their manifest: otherwise training
     would quietly see part of the data (each manifest records ``worker: {index, count}``)."""
-    counts = {int(m["worker"]["count"]) for m in manifests if isinstance(m.get("worker"), dict) and "count" in m["worker"]}
+    counts = {worker_count(m) for m in manifests} - {None}
     if len(counts) > 1:
         raise RecordsError(f"{records_dir}: manifests of builds over {sorted(counts)} workers; build into an empty folder")
     first = _build_facts(manifests[0])

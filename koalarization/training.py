@@ -184,9 +184,10 @@ def _train(config, chief, callbacks, log):
     log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
     loop.warn_random_embedding(manifest, log)
     if chief:
-        _check_same_records(config, loop.records_facts(manifest))
+        facts = loop.records_facts(manifest)
+        _check_same_records(config, facts)
         rundir.write_config(config.run_dir, {
-            "config": dataclasses.asdict(config), "records": loop.records_facts(manifest),
+            "config": dataclasses.asdict(config), "records": facts,
             "replicas": strategy.num_replicas_in_sync, "precision": policy,
             "versions": {"koalarization": koalarization.__version__, "keras": keras.__version__, "tensorflow": tf.__version__},
         })

@@ -262,11 +262,9 @@ def _check_no_other_build(config, out):
     elif config.num_workers > 1:
         for index, path in workers:
             try:
-                manifest = safeio.read_json(path, "worker manifest")
+                count = records.worker_count(safeio.read_json(path, "worker manifest"))
             except safeio.DamagedFileError:
                 continue  # damaged: this worker's own is rewritten; another's is reported by readers
-            worker = manifest.get("worker") if isinstance(manifest, dict) else None
-            count = worker.get("count") if isinstance(worker, dict) else None
             if count not in (None, config.num_workers) or index >= config.num_workers:
                 other = f"{os.path.basename(path)} of a build over {count} workers"
                 break
