@@ -23,8 +23,11 @@ inside (weights stored in bf16: half the size); every signature still takes and 
 
 The SavedModel needs only ``tensorflow`` to load (no keras, no koalarization). ``export.json``
 beside ``saved_model.pb`` records the working size, the precision, the Inception weights it carries and the
-training config. The folder is written under a temporary name and renamed at the end, so a TF
-Serving instance watching the parent never sees half a model.
+training config. The folder is written under a temporary name (``.1.tmp-PID-HOST``) and renamed at
+the end, so a TF Serving instance watching the parent never sees half a model. A kill at any instant
+leaves ``--out`` as it was (an ``--overwrite`` killed between its two renames puts the old model back
+at the next export) and the next export removes the killed one's temporary folder. Two exports into
+one version folder at once: the second stops with one line (``.lock-1`` beside the folder).
 """
 
 import argparse
@@ -32,7 +35,7 @@ import dataclasses
 import json
 import sys
 
-from koalarization import options, saved_model
+from koalarization import options, safeio, saved_model
 
 
 def parse_args(argv=None):
@@ -58,6 +61,9 @@ def main(argv=None):
 
     try:
         saved_model.export_from_path(config)
+    except safeio.LockedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return safeio.exit_status(error)
     except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

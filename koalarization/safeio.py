@@ -14,6 +14,8 @@ TensorFlow, so commands can check their paths before the slow imports.
 - :class:`DirLock`: ``.lock`` in a records dir or run dir holds the owner's pid, host and start
   time; a second writer gets one line naming the first; a lock whose process is gone (same host)
   is taken over.
+- :func:`replace_folder` / :func:`recover_folder`: a finished folder (a SavedModel) takes its final
+  name in one rename; the one it replaces is set aside first and put back if a kill comes between.
 - :func:`clean_temporaries`: leftovers of killed writers (ours and Keras'/TF's) removed at the
   next run.
 - :func:`check_output_dir`: an output folder that is a file, not writable, under a file, or the
@@ -129,6 +131,57 @@ def read_json(path, what="file"):
         raise DamagedFileError(f"{path}: cannot read {what} ({error.strerror or error})") from None
 
 
+# -- whole folders (a SavedModel) ------------------------------------------------------------------
+ASIDE_MARK = ".aside-"  # the folder a replacement moved out of the way: ".NAME.aside-PID-HOST"
+
+
+def _owned_by_live_other(owner):
+    """``PID-HOST`` of a process on this host that is still running and is not this one."""
+    pid, _, host = owner.partition("-")
+    return host == _host() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))
+
+
+def replace_folder(staging, final):
+    """Move the finished folder ``staging`` to ``final``, replacing a folder there. A kill at any
+    instant leaves ``final`` holding the old folder or the new one, or (between the two renames)
+    the old one set aside as ``.NAME.aside-PID-HOST``, which :func:`recover_folder` puts back."""
+    folder, name = os.path.split(os.path.abspath(final))
+    aside = None
+    if os.path.lexists(final):
+        aside = os.path.join(folder, f".{name}{ASIDE_MARK}{os.getpid()}-{_host()}")
+        os.replace(final, aside)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, final)
+        raise
+    _fsync_dir(folder)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def recover_folder(final):
+    """Undo what a killed :func:`replace_folder` left: with ``final`` missing, the folder it had set
+    aside goes back (its newest, when several); other set-aside folders of stopped processes are
+    removed. Returns the name put back, or None."""
+    folder, name = os.path.split(os.path.abspath(final))
+    prefix = f".{name}{ASIDE_MARK}"
+    try:
+        asides = [n for n in os.listdir(folder) if n.startswith(prefix) and not _owned_by_live_other(n[len(prefix):])]
+    except OSError:
+        return None
+    asides.sort(key=lambda n: os.path.getmtime(os.path.join(folder, n)), reverse=True)
+    restored = None
+    if asides and not os.path.lexists(final):
+        restored = asides.pop(0)
+        os.replace(os.path.join(folder, restored), final)
+        _fsync_dir(folder)
+    for n in asides:
+        shutil.rmtree(os.path.join(folder, n), ignore_errors=True)
+    return restored
+
+
 # -- two generations with checksums ---------------------------------------------------------------
 def sha256_of(path):
     digest = hashlib.sha256()
@@ -210,10 +263,8 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
             continue
         if ours:
             owner = name.rsplit(TEMP_MARK, 1)[1]
-            pid, _, host = owner.partition("-")
-            if host == _host() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                continue
-            if pid.isdigit() and int(pid) == os.getpid():
+            pid = owner.partition("-")[0]
+            if _owned_by_live_other(owner) or (pid.isdigit() and int(pid) == os.getpid()):
                 continue
         path = os.path.join(folder, name)
         with contextlib.suppress(OSError):

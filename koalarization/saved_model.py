@@ -6,11 +6,11 @@
 
 import json
 import os
+import re
 import shutil
-import tempfile
 
 import koalarization
-from koalarization import images
+from koalarization import images, safeio
 from koalarization.configs import ExportConfig  # noqa: F401  (the config export_from_path takes)
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
@@ -88,17 +88,32 @@ def export_saved_model(
     the training config, written to ``export.json``. Raises ``FileExistsError`` for a non-empty
     ``out_dir`` unless ``overwrite``. ``precision``: with a Keras network, what the SavedModel computes
     in (a Colorizer brings its own); recorded in ``export.json``.
+    A kill at any instant leaves ``out_dir`` as it was or whole and new; the next export cleans up
+    after a killed one. Raises ``safeio.LockedError`` while another export writes ``out_dir``.
     """
+    out_dir = os.path.abspath(out_dir)
+    parent, name = os.path.split(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    # One exporter per version folder; the lock and the staging folder sit beside it, under names
+    # TF Serving does not take for versions.
+    with safeio.DirLock(parent, "python -m koalarization.export", name=f".lock-{name}"):
+        safeio.recover_folder(out_dir)  # an export killed while replacing this one puts it back first
+        leftovers = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp$")  # staging folders of older versions
+        safeio.clean_temporaries(parent, extra_patterns=[leftovers], targets=re.compile(rf"^{re.escape(name)}$"))
+        if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+            raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise FileExistsError(f"{out_dir}: exists and is not a folder")
+        _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision)
+    return out_dir
+
+
+def _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision):
     import tensorflow as tf
 
     from koalarization import colors, embedding
     from koalarization.colorizer import EXPORT_INFO_NAME, Colorizer
 
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise FileExistsError(f"{out_dir}: exists and is not a folder")
     if not isinstance(colorizer, Colorizer):
         if inception is None:
             inception = embedding.build_inception(inception_weights)
@@ -110,9 +125,7 @@ def export_saved_model(
 
     module = build_module(colorizer, max_pixels)
     signatures = {"serving_default": module.serve, "colorize_lab": module.colorize_lab, "embed": module.embed}
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
+    staging = safeio.temporary_name(out_dir)  # ".1.tmp-PID-HOST": removed by the next export if this one is killed
     try:
         tf.saved_model.save(module, staging, signatures=signatures)
         weights = inception_weights if isinstance(inception_weights, dict) else embedding.describe_weights(inception_weights)
@@ -132,12 +145,9 @@ def export_saved_model(
         with open(os.path.join(staging, EXPORT_INFO_NAME), "w") as f:
             json.dump(info, f, indent=2, default=str)
         os.chmod(staging, 0o755)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        safeio.replace_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
 
 
 def export_from_path(config, inception=None, log=print):

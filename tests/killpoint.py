@@ -4,8 +4,9 @@
 
 The N-th rename onto a file named NAME (``best.keras``, ``state.weights.h5.next``, ...) ends the
 process with ``os._exit(9)``: with WHEN ``during`` the finished temporary file is first cut to
-half its size and the rename never happens (a kill inside the writer); with ``after`` the process
-dies right after the rename (before whatever was to follow). Every writer of the run dir ends in
+half its size and the rename never happens (a kill inside the writer); with ``before`` the process
+dies just before the rename, the source whole (a folder, say); with ``after`` the process dies
+right after the rename (before whatever was to follow). Every writer of the run dir ends in
 ``os.replace`` (koalarization.safeio), so these points cover all of them.
 """
 
@@ -23,8 +24,9 @@ def install(spec):
         if os.path.basename(os.fspath(dst)) == name:
             seen[0] += 1
             if seen[0] == int(nth):
-                if when == "during":
-                    os.truncate(src, os.path.getsize(src) // 2)
+                if when in ("during", "before"):
+                    if when == "during":
+                        os.truncate(src, os.path.getsize(src) // 2)
                     os._exit(KILLED)
                 real_replace(src, dst, *args, **kwargs)
                 os._exit(KILLED)

@@ -7,6 +7,7 @@ SavedModel is then loaded once, in a subprocess that cannot import keras or koal
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from PIL import Image
 from skimage import color
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
-from koalarization import colorizer, embedding, export, images
+from koalarization import colorizer, embedding, export, images, safeio
 
 PYTHON = sys.executable
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -193,3 +194,80 @@ def test_cli_exports_a_run_dir_into_a_version_folder(tmp_path, monkeypatch, caps
     assert "already a SavedModel" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export.main(["--model", run_dir, "--out", str(out), "--bogus"])
+
+
+# An export killed by a real kill (os._exit inside tests/killpoint.py) at a chosen rename, with the
+# stand-in embedder of the in-process tests: "1:1:before" dies with the new model staged and the
+# old one already set aside, "1:1:after" right after the new one took the name.
+KILLED_EXPORT = r"""
+import sys
+sys.path[:0] = [sys.argv[1]]
+import killpoint
+from test_colorize import stand_in_embedder
+from koalarization import embedding, export
+embedding.build_inception = lambda weights="imagenet": stand_in_embedder(16)
+embedding.EMBEDDING_DIM = 16
+killpoint.install(sys.argv[2])
+sys.exit(export.main(sys.argv[3:]))
+"""
+
+
+def test_a_killed_export_never_costs_the_model_it_was_replacing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(16))
+    monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)
+    run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))
+    out = tmp_path / "models" / "koalarization" / "1"
+
+    def max_pixels_of_the_export():
+        return json.load(open(out / colorizer.EXPORT_INFO_NAME))["max_pixels"]
+
+    def killed_export(kill_at, *flags):
+        done = subprocess.run(
+            [PYTHON, "-c", KILLED_EXPORT, os.path.dirname(__file__), kill_at, "--model", run_dir, "--out", str(out), *flags],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 9, done.stderr[-2000:]
+
+    assert export.main(["--model", run_dir, "--out", str(out), "--max-pixels", "1000000"]) == 0  # the model in service
+
+    # Killed between its two renames: the old model is set aside, the new one staged.
+    killed_export("1:1:before", "--max-pixels", "2000000", "--overwrite")
+    assert not out.exists()
+    left = sorted(name.split("-")[0] for name in os.listdir(out.parent))
+    assert left == [".1.aside", ".1.tmp", ".lock"]  # the set-aside old model, the staged new one, the dead lock
+    # The next export puts the old model back before anything else, and refuses to overwrite it.
+    capsys.readouterr()
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert max_pixels_of_the_export() == 1000000
+    assert os.listdir(out.parent) == ["1"]  # the killed export's staging folder is gone too
+    import tensorflow as tf
+
+    assert "serving_default" in tf.saved_model.load(str(out)).signatures
+
+    # Killed right after the new model took the name: it is whole; what it replaced goes next time.
+    killed_export("1:1:after", "--max-pixels", "2000000", "--overwrite")
+    assert max_pixels_of_the_export() == 2000000
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 2
+    assert os.listdir(out.parent) == ["1"] and max_pixels_of_the_export() == 2000000
+
+
+def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(16))
+    monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)
+    run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))
+    out = tmp_path / "models" / "1"
+    with subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"]) as other:  # a live exporter's pid
+        try:
+            os.makedirs(out.parent)
+            lock = {"pid": other.pid, "host": socket.gethostname(), "started": "now", "command": "python -m koalarization.export"}
+            (out.parent / ".lock-1").write_text(json.dumps(lock))
+            assert export.main(["--model", run_dir, "--out", str(out)]) == safeio.EXIT_LOCKED
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and f"pid {other.pid}" in err and "in use by python -m koalarization.export" in err
+            assert not out.exists()
+        finally:
+            other.kill()
+    other.wait()
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 0  # the lock of a stopped process is taken over
+    assert sorted(os.listdir(out.parent)) == ["1"]
