@@ -111,6 +111,10 @@ def make_steps(model, strategy):
     (loss sum, example count)`` summed over all replicas."""
     optimizer = model.optimizer
     variables = model.trainable_variables
+    # Keras' LossScaleOptimizer looks for inf/NaN in each replica's own gradients, before they are
+    # summed: a replica whose share overflowed in float16 would skip the step while the others take
+    # it, and the copies of the weights would drift apart (then NaN). Every replica must decide alike.
+    agree_on_overflow = isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and strategy.num_replicas_in_sync > 1
 
     def count(ab):
         return tf.cast(tf.shape(ab)[0], tf.float32)
@@ -128,6 +132,8 @@ def make_steps(model, strategy):
             return [tf.constant(0.0)] + [tf.zeros(v.shape, v.dtype) for v in variables]
 
         loss, *grads = tf.cond(tf.shape(ab)[0] > 0, gradients, nothing)
+        if agree_on_overflow:
+            grads = overflow_everywhere_if_anywhere(grads)
         optimizer.apply_gradients(zip(grads, variables))  # summed over replicas
         return loss
 
@@ -149,6 +155,14 @@ def make_steps(model, strategy):
         return strategy.reduce(SUM, loss_sum, axis=None), strategy.reduce(SUM, n, axis=None)
 
     return train_step, eval_step
+
+
+def overflow_everywhere_if_anywhere(grads):
+    """In a replica context: the gradients, or (when any replica's gradients hold an inf or NaN) inf
+    on every replica, so that the loss-scale optimizer of each skips the step and lowers its scale alike."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    overflowed = tf.distribute.get_replica_context().all_reduce(SUM, 1.0 - tf.cast(finite, tf.float32))  # replicas that overflowed
+    return tf.cond(overflowed > 0, lambda: [g + tf.constant(float("inf"), g.dtype) for g in grads], lambda: list(grads))
 
 
 def evaluate(eval_step, dataset):

@@ -210,3 +210,49 @@ def test_two_workers_with_short_epochs_read_their_own_files_from_random_starts(t
     chief, worker = (np.load(out) for out in outs)
     for name in (k for k in chief.files if k.startswith("w")):
         np.testing.assert_allclose(chief[name], worker[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+# Two logical CPUs, mixed_float16: replica 1's half of the batch has targets far enough off to
+# overflow float16 at the first loss scales, replica 0's does not.
+OVERFLOW_ON_ONE_REPLICA = r"""
+import json
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from koalarization import loop
+from koalarization.model import build_colorizer, compile_colorizer
+keras.mixed_precision.set_global_policy("mixed_float16")
+strategy = loop.make_strategy("mirrored")
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = build_colorizer(8)
+    compile_colorizer(model)
+    model.optimizer.build(model.trainable_variables)  # as loop.fit does
+rng = np.random.default_rng(0)
+inputs = {"l": rng.uniform(-1, 1, (4, 16, 16, 1)).astype("f4"), "embedding": rng.uniform(-1, 1, (4, 8)).astype("f4")}
+ab = rng.uniform(-0.1, 0.1, (4, 16, 16, 2)).astype("f4")
+ab[2:] = 300.0  # replica 1's examples
+batches = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((inputs, ab)).repeat()))
+train_step, _ = loop.make_steps(model, strategy)
+steps = []
+for _ in range(12):  # the scale comes down to 256 in 7 steps, then both replicas step together
+    loss = float(train_step(batches))
+    kernel = model.get_layer("encoder_conv1").kernel.value  # a MirroredVariable: one copy per replica
+    copies = [v.numpy() for v in kernel.values]
+    steps.append({"copies": len(copies), "equal": all(np.array_equal(copies[0], c) for c in copies),
+                  "finite": bool(np.isfinite(copies[0]).all() and np.isfinite(loss)),
+                  "taken": int(model.optimizer.iterations.numpy())})
+print(json.dumps(steps))
+"""
+
+
+def test_float16_overflow_on_one_replica_is_skipped_by_every_replica():
+    done = subprocess.run([sys.executable, "-c", OVERFLOW_ON_ONE_REPLICA], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    assert steps[0]["copies"] == 2
+    assert steps[0]["taken"] == 0  # the first step overflowed on replica 1: skipped, on both
+    diverged = [i for i, step in enumerate(steps) if not (step["equal"] and step["finite"])]
+    assert diverged == [], f"the replicas' weights differ or are not finite after steps {diverged}"
+    assert steps[-1]["taken"] > 0  # once the scale came down, both took steps together
