@@ -109,15 +109,18 @@ def check_embedding_dim(colorizer_dim, embedder_dim, facts=None, model_path="the
 
 
 def load_keras_network(model_path):
-    """Load a ``.keras`` colorizer in Keras' safe mode (a Lambda layer is refused: a file cannot run code)."""
+    """Load a ``.keras`` colorizer in Keras' safe mode (a Lambda layer is refused: a file cannot run code),
+    computing in float32 whatever policy it was trained under (see :func:`precision.in_float32`)."""
     import keras
 
     from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
+    from koalarization import precision
 
     try:
-        return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+        network = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # keras raises ValueError, OSError, zipfile errors... for a bad file
         raise ModelError(f"{model_path}: cannot load the colorizer: {str(error).splitlines()[0] if str(error) else error}") from None
+    return precision.in_float32(network)
 
 
 def embedding_dim_of(network):

@@ -92,6 +92,19 @@ def training_policy(precision):
     return precision
 
 
+def in_float32(model):
+    """A Keras model -> the same network computing in float32: itself, or, when it was saved under a
+    mixed policy (trained in ``mixed_bfloat16``: each layer keeps its policy in the ``.keras`` file), a
+    float32 copy with its weights, so that what inference says it runs in is what it runs in."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    import keras
+
+    copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float32"}))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def in_precision(model, precision):
     """A Keras model -> the same network computing in ``precision`` ("float32": the model itself;
     "bfloat16": a copy built under the ``bfloat16`` dtype policy, its weights rounded to bf16, each

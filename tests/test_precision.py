@@ -125,6 +125,14 @@ def test_train_auto_trains_in_mixed_bfloat16_where_native_and_records_it(tmp_pat
     assert np.isfinite(result.history["loss"]).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
 
+    # The saved model keeps its layers' mixed policy; loaded for colorize, it computes in what it says.
+    loaded = colorizer.Colorizer.load(result.run_dir, embedder=False, log=lambda *a, **k: None)
+    network = loaded.networks[0]
+    assert loaded.precision == "float32" and {layer.compute_dtype for layer in network.layers} == {"float32"}
+    inputs = {"l": np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)), "embedding": np.ones((2, network.input["embedding"].shape[-1]))}
+    trained = result.model(inputs, training=False)  # mixed_bfloat16
+    assert 0 < float(np.abs(np.asarray(network(inputs, training=False)) - np.asarray(trained, np.float32)).max()) < 0.05
+
 
 def test_bfloat16_copy_folds_batch_norm_into_its_convolution_and_keeps_the_output():
     x = keras.Input((12, 12, 3))
