@@ -77,14 +77,16 @@ def readable_photos(paths, max_side, skipped, log=print):
 
 
 def uniform_sample(records_dir, split, count, batch_size):
-    """Batches of a uniform sample of ``count`` examples of a split (0: all): every k-th example over
-    all its shards in order, so every shard and every part of each shard is represented."""
+    """Batches of a uniform sample of ``count`` examples of a split (0: all): the first ``count / shards``
+    examples of each shard (rounded up for the first ``count % shards`` of them). The builder orders a
+    split by a hash of the key before cutting it into shards, so the head of a shard is as random a
+    sample as any part of it, and only ``count`` records are read (not the whole split: 160 GB at
+    ImageNet's size)."""
     manifest = records.read_manifest(records_dir)
-    total = data.num_examples(records_dir, split)
-    step = max(1, total // count) if count else 1
-    ds = tf.data.TFRecordDataset(data.shard_paths(records_dir, split, manifest))
-    ds = ds.enumerate().filter(lambda i, _: i % step == 0).map(lambda _, example: example)
-    ds = ds.take(count) if count else ds
+    paths = data.shard_paths(records_dir, split, manifest)
+    quotas = [count // len(paths) + (i < count % len(paths)) if count else -1 for i in range(len(paths))]  # -1: all
+    ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(quotas, tf.int64)))
+    ds = ds.flat_map(lambda path, quota: tf.data.TFRecordDataset(path).take(quota))
     parse = lambda batch: records.parse_examples(batch, int(manifest["image_size"]), records.embedding_dim(manifest))  # noqa: E731
     for batch in ds.batch(batch_size).map(parse):
         yield {name: value.numpy() for name, value in batch.items()}
@@ -229,7 +231,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
         mean = photos_mean_ab(readable_photos(paths, config.max_side, [], log=lambda _: None))
         mean_info = "the evaluated images themselves (no training records found; pass --mean-ab-records)"
     log(f"mean-ab baseline: a={mean[0]:.2f} b={mean[1]:.2f}, from {mean_info}")
-    seen_in_training = training_keys(run_config)
+    seen_in_training, unknown_why = training_keys(run_config, config.records and (config.records, config.split))
 
     per_image, curve_sums = [], {m: np.zeros_like(metrics.AUC_THRESHOLDS) for m in METHODS}
     best, worst = [], []  # heaps of (±ab_mse, index, images) for the grid
@@ -276,6 +278,10 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     }
     if seen_in_training is not None:
         report["seen_in_training"] = sum(img["seen_in_training"] for img in per_image)
+    elif unknown_why:
+        report["seen_in_training"] = None
+        report["seen_in_training_unknown"] = unknown_why
+        log(f"warning: {unknown_why}")
     write_report(report, {m: s / max(len(colour), 1) for m, s in curve_sums.items()}, best, worst, config.out_dir)
     return report
 
@@ -286,18 +292,45 @@ def _means(images_scored):
     return {method: {name: float(np.mean([img[method][name] for img in images_scored])) for name in METRICS} for method in METHODS}
 
 
-def training_keys(run_config):
-    """Base names of the photos a run was trained on (from its records' train split), or None when unknown."""
+def training_keys(run_config, evaluated=None):
+    """``(base names of the photos a run was trained on, None)``, or ``(None, why they cannot be told)``
+    (``why`` is None when the run says nothing of its records). ``evaluated``: ``(records dir, split)``
+    when records are evaluated.
+
+    Records rebuilt since the run trained on them (another count of photos, another split) cannot
+    say what it saw. The val split of the very records it trained on holds no training photo by
+    construction (the builder drops duplicate files, then splits by the key): no need to read the
+    train split's keys for that, which at ImageNet's size means reading every record.
+    """
     path = trained_on_records(run_config)
     if not path:
-        return None
+        return None, None
     try:
-        keys = set()
-        for batch in uniform_sample(path, "train", 0, 256):
-            keys.update(os.path.basename(k.decode("utf-8", "replace")) for k in batch["key"])
-        return keys
-    except (ValueError, OSError, tf.errors.OpError):
-        return None
+        now = records.facts(records.read_manifest(path))
+        then = run_config.get("records")
+        if then is not None and then != now:
+            changed = ", ".join(k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
+            return None, (
+                f"the records this run trained on ({path}) were rebuilt since ({changed} changed): which of the "
+                "evaluated images it saw in training cannot be told"
+            )
+        if evaluated and evaluated[1] == "val" and then is not None and os.path.realpath(evaluated[0]) == os.path.realpath(path):
+            return set(), None
+        return {os.path.basename(key) for key in read_keys(path, "train")}, None
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        return None, f"the keys of {path}'s train split could not be read ({error})"
+
+
+def read_keys(records_dir, split):
+    """The keys of a split's examples: every record is read, only its key parsed (a progress bar on stderr)."""
+    features = {"key": tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(data.shard_paths(records_dir, split)).batch(1024)
+    keys = []
+    with tqdm(total=data.num_examples(records_dir, split), desc=f"reading the {split} keys", unit="key", file=sys.stderr, disable=None) as bar:
+        for batch in ds.map(lambda serialized: tf.io.parse_example(serialized, features)["key"]):
+            keys += [key.decode("utf-8", "replace") for key in batch.numpy()]
+            bar.update(len(keys) - bar.n)
+    return keys
 
 
 def _keep(heap, item, k):
@@ -338,7 +371,9 @@ def markdown_table(report):
     if skipped:
         shown = "; ".join(f"{os.path.basename(str(s['key']))}: {s['reason']}" for s in skipped[:5])
         notes.append(f"{len(skipped)} image(s) skipped: {shown}{' ...' if len(skipped) > 5 else ''}.")
-    if "seen_in_training" in report:
+    if report.get("seen_in_training_unknown"):
+        notes.append(f"Seen in training: unknown: {report['seen_in_training_unknown']}.")
+    elif "seen_in_training" in report:
         seen = report["seen_in_training"]
         notes.append(
             f"{seen} of {report['examples']} images were in the training split (per image: `seen_in_training` in "

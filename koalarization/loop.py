@@ -323,12 +323,6 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     return run.history
 
 
-def records_facts(manifest):
-    """What config.json records about the training data."""
-    splits = {name: info.get("examples", 0) for name, info in manifest["splits"].items()}
-    return {"image_size": manifest["image_size"], "embedding": manifest["embedding"], "examples": splits}
-
-
 def warn_random_embedding(manifest, log):
     if manifest["embedding"].get("weights", {}).get("source") == "random":
         bar = "!" * 78

@@ -22,6 +22,7 @@ root, shards mixed by a hash of the key, gray photos left out. Records of anothe
 refused with one line that says to rebuild them.
 """
 
+import json
 import os
 import re
 
@@ -105,6 +106,12 @@ def parse_examples(serialized, image_size, embedding_dim):
 
 
 # -- manifest ----------------------------------------------------------------------------------
+def facts(manifest):
+    """What a run's config.json records about the records it trained on (compared on resume and by evaluate)."""
+    splits = {name: info.get("examples", 0) for name, info in manifest["splits"].items()}
+    return json.loads(json.dumps({"image_size": manifest["image_size"], "embedding": manifest["embedding"], "examples": splits}))
+
+
 def shard_name(split, index, worker_index=None):
     """``train-00003.tfrecord``; with several workers ``train-w01-00003.tfrecord``."""
     worker = "" if worker_index is None else f"w{worker_index:02d}-"

@@ -184,7 +184,7 @@ def _train(config, chief, callbacks, log):
     log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
     loop.warn_random_embedding(manifest, log)
     if chief:
-        facts = loop.records_facts(manifest)
+        facts = records.facts(manifest)
         _check_same_records(config, facts)
         rundir.write_config(config.run_dir, {
             "config": dataclasses.asdict(config), "records": facts,

@@ -182,11 +182,47 @@ def test_mean_ab_baseline_is_a_uniform_sample_of_the_train_split(tmp_path):
     write_synthetic_records(records_dir, n_train=12, n_val=0, shards=3)  # shard s holds train/s, train/s+3, ...
     keys = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 4, 2) for k in batch["key"]]
     assert len(keys) == 4
-    # every 3rd example over the shards in order: one from each shard, not the first 4 of the first shard
-    shards = {int(k.split("/")[1]) % 3 for k in keys}
-    assert shards == {0, 1, 2}
+    # the heads of all shards (2, 1 and 1 examples), not the first 4 of the first shard
+    assert sorted(keys) == ["train/0", "train/1", "train/2", "train/3"]
     everything = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 0, 5) for k in batch["key"]]
     assert sorted(everything) == sorted(f"train/{i}" for i in range(12))
+
+
+def test_seen_in_training_is_told_cheaply_and_never_guessed_after_a_rebuild(tmp_path, monkeypatch):
+    from conftest import write_synthetic_records
+
+    from koalarization import evaluation, records
+
+    records_dir, run_dir = tmp_path / "records", tmp_path / "run"
+    manifest = write_synthetic_records(str(records_dir), n_train=6, n_val=3, shards=2)
+    run_dir.mkdir()
+    model.build_colorizer(embedding_dim=SMALL_DIM).save(str(run_dir / "model.keras"))
+    # what train writes: its config (with the records dir) and the records' facts
+    (run_dir / "config.json").write_text(json.dumps({"config": {"records": str(records_dir)}, "records": records.facts(manifest)}))
+
+    def report(split, name):
+        out = tmp_path / name
+        assert evaluate.main(["--model", str(run_dir), "--records", str(records_dir), "--split", split, "-o", str(out)]) == 0
+        return json.loads((out / "metrics.json").read_text()), (out / "metrics.md").read_text()
+
+    # The val split of the records the run trained on: nothing seen, by construction; the train split
+    # (every record of it, at ImageNet's size) is not read for that.
+    def read_keys(*args):
+        raise AssertionError("the train split's keys were read")
+
+    monkeypatch.setattr(evaluation, "read_keys", read_keys)
+    val, _ = report("val", "val")
+    assert val["seen_in_training"] == 0 and not any(img["seen_in_training"] for img in val["images"])
+    monkeypatch.undo()
+    train, _ = report("train", "train")  # its train split: every image was seen (the keys are read)
+    assert train["seen_in_training"] == 6
+
+    # Rebuilt in place with more photos (the split moved): what the run saw cannot be told, and the
+    # report says so instead of "0 seen".
+    write_synthetic_records(str(records_dir), n_train=9, n_val=3, shards=2, seed=1)
+    rebuilt, table = report("val", "rebuilt")
+    assert rebuilt["seen_in_training"] is None and "rebuilt since (examples changed)" in rebuilt["seen_in_training_unknown"]
+    assert "Seen in training: unknown" in table and "seen_in_training" not in rebuilt["images"][0]
 
 
 def test_training_panel_is_gray_prediction_truth():
