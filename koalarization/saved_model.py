@@ -102,6 +102,11 @@ def export_saved_model(
         safeio.clean_temporaries(parent, extra_patterns=[leftovers], targets=re.compile(rf"^{re.escape(name)}$"))
         if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
             raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
+        if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "saved_model.pb")):
+            raise FileExistsError(
+                f"{out_dir}: not a SavedModel (no saved_model.pb), so not replaced: --overwrite replaces an earlier "
+                "export only; choose a version folder such as models/koalarization/1"
+            )
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise FileExistsError(f"{out_dir}: exists and is not a folder")
         _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision)

@@ -190,6 +190,11 @@ def test_cli_exports_a_run_dir_into_a_version_folder(tmp_path, monkeypatch, caps
     assert export.main(["--model", run_dir, "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert export.main(["--model", run_dir, "--out", str(out), "--overwrite"]) == 0
+    before = sorted(os.listdir(run_dir))
+    for other in (run_dir, str(tmp_path)):  # --overwrite never replaces a folder that is not an export (here: the run)
+        assert export.main(["--model", run_dir, "--out", other, "--overwrite"]) == 2
+        assert "not a SavedModel (no saved_model.pb), so not replaced" in capsys.readouterr().err
+    assert sorted(os.listdir(run_dir)) == before
     assert export.main(["--model", str(out), "--out", str(tmp_path / "2")]) == 2
     assert "already a SavedModel" in capsys.readouterr().err
     with pytest.raises(SystemExit):
