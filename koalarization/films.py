@@ -577,6 +577,7 @@ def colorize_videos(config, inception=None, log=print, progress=True):
 
     resolve_model(config.model)
     written, failed, todo, taken = [], [], [], {}
+    inputs = {os.path.realpath(path): path for path in config.inputs}
 
     def skip(path, reason):
         failed.append((path, reason))
@@ -588,6 +589,9 @@ def colorize_videos(config, inception=None, log=print, progress=True):
             if not (os.path.exists(out) and not config.overwrite):
                 info = probe(path)
                 out = output_path(config, path, info)
+            if os.path.realpath(out) in inputs or any(safeio.same_file(out, other) for other in config.inputs):
+                video = inputs.get(os.path.realpath(out), path)
+                raise VideoError(f"{path}: its output {out} would be written over the input {video}; colorize it into another folder (-o)")
             if os.path.realpath(out) in taken:
                 raise VideoError(f"{path}: its output {out} is also {taken[os.path.realpath(out)]}'s; colorize it into another folder")
             taken[os.path.realpath(out)] = path

@@ -334,3 +334,21 @@ def test_resume_with_other_settings_starts_over_and_says_so(colorizer, clips, mo
     out = video.colorize_video(config, clips["film"], colorizer, log=said.append, progress=False)
     assert any("starting over" in line for line in said), said
     assert len(decoded(out)[0]) == FRAMES
+
+
+def test_a_film_is_never_written_over_its_input(models, tmp_path, capsys):
+    run, embedder = models
+    folder = tmp_path / "films"
+    folder.mkdir()
+    film, other = str(folder / "reel.mp4"), str(folder / "reel.mov")
+    write_clip(film, 8, HEIGHT, WIDTH)
+    write_clip(other, 8, HEIGHT, WIDTH)
+    before = {path: open(path, "rb").read() for path in (film, other)}
+    inception = keras.saving.load_model(embedder)
+    # into the films' own folder: reel.mp4 -> reel.mp4 (itself), and reel.mov -> reel.mp4 (the other input)
+    for inputs in ([film], [other, film]):
+        code = video.main([*inputs, "-o", str(folder), "--model", run, "--overwrite"], inception=inception)
+        assert code == 1
+        said = capsys.readouterr().out
+        assert said.count("would be written over the input") == len(inputs) and "colorized" not in said
+    assert {path: open(path, "rb").read() for path in (film, other)} == before
