@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from koalarization import safeio
+
 METHOD_LABELS = {"model": "model", "gray": "gray (ab = 0)", "mean_ab": "mean ab"}
 
 
@@ -49,7 +51,7 @@ def best_worst_grid(best, worst, path=None):
     rows = []
     for rank, items in (("best", best), ("worst", worst)):
         for item in items:
-            name = os.path.basename(str(item["key"])) or str(item["key"])
+            name = safeio.shown(os.path.basename(str(item["key"])) or str(item["key"]))
             rows.append((f"{rank}: {name[-24:]}\nab MSE {item['ab_mse']:.4f}", item["original"], item["model"]))
     return comparison_grid(rows, path, titles=("gray", "model", "original"))
 

@@ -109,7 +109,13 @@ def write_bytes(path, data):
 
 
 def write_text(path, text):
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8", "backslashreplace"))  # a file name's undecodable bytes as \xNN
+
+
+def shown(name):
+    """A path or key as printable text: a file name's bytes that are not UTF-8 (kept by Python as
+    surrogate escapes, which printing, plotting or encoding refuse) shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if isinstance(name, str) else str(name)
 
 
 def write_json(path, payload):

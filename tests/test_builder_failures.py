@@ -171,6 +171,20 @@ def test_unreadable_subfolder_is_reported(photos, tmp_path, capsys, monkeypatch)
     assert manifest["inputs"] == 6
 
 
+def test_a_file_name_that_is_not_utf8_is_skipped_and_named(photos, tmp_path, capsys):
+    odd = os.path.join(photos, os.fsdecode(b"caf\xe9.png"))  # Latin-1 bytes: no UTF-8 text to store as its key
+    Image.new("RGB", (16, 12), (200, 10, 10)).save(odd, format="PNG")
+    out = tmp_path / "records"
+    status, err = run(["--out", str(out), "--images", photos], capsys)
+    assert status == 0
+    shown = os.path.join(photos, "caf\\xe9.png")
+    reason = "its name is not valid UTF-8, which records store names in (rename it); skipped"
+    assert [line for line in err if "building:" not in line] == [f"warning: {shown}: {reason}"]
+    manifest = records.read_manifest(str(out))
+    assert manifest["not_searched"] == [{"path": shown, "reason": reason}]
+    assert sum(split["examples"] for split in manifest["splits"].values()) == 6  # the others are all built
+
+
 def test_nothing_found_and_missing_input_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for source, words in ((tmp_path / "empty", "no image files found"), (tmp_path / "missing", "no such file")):

@@ -136,6 +136,8 @@ def test_cli_on_image_files_with_random_inception(tmp_path, capsys):
     for i, (h, w) in enumerate([(40, 56), (48, 30)]):
         Image.fromarray((synthetic_photo(rng, h, w) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    odd_name = os.path.join(str(photos), os.fsdecode(b"caf\xe9.png"))  # Latin-1 bytes: not UTF-8
+    Image.fromarray((synthetic_photo(rng, 32, 32) * 255).astype(np.uint8)).save(odd_name, format="PNG")
     model_path = str(tmp_path / "m.keras")
     model.build_colorizer(embedding_dim=1000).save(model_path)
     out = tmp_path / "eval"
@@ -145,9 +147,9 @@ def test_cli_on_image_files_with_random_inception(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "broken.jpg" in printed and "skipped" in printed
     report = json.loads((out / "metrics.json").read_text())
-    assert report["examples"] == 2
+    assert report["examples"] == 3  # the odd name too, drawn in the grid and written in the report
     # scored at each photo's own size, not the 32x32 working size
-    assert sorted((img["height"], img["width"]) for img in report["images"]) == [(40, 56), (48, 30)]
+    assert sorted((img["height"], img["width"]) for img in report["images"]) == [(32, 32), (40, 56), (48, 30)]
     assert "evaluated images themselves" in report["mean_ab"]["from"]
     assert_png(out / "best_worst.png")
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from koalarization import discovery
+from koalarization import discovery, safeio
 
 # The colour photographs bundled with scikit-image (grayscale ones such as camera, moon and page
 # are left out) and matplotlib.
@@ -55,6 +55,14 @@ class Source:
 
     def payloads(self, positions):
         return self._payloads(np.asarray(positions, dtype=np.int64))
+
+
+def _is_utf8(text):
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a file name's undecodable bytes (surrogate escapes)
+        return False
 
 
 def order_of(key):
@@ -161,6 +169,10 @@ def image_files(inputs, limit=None, warn=print):
         found = discovery.discover_images(list(inputs))
     except FileNotFoundError as error:
         raise SourceError(str(error)) from None
+    for i in [i for i, key in enumerate(found.keys) if not _is_utf8(key)]:  # a key is stored as UTF-8 text
+        found.problems.append((safeio.shown(found.paths[i]), "its name is not valid UTF-8, which records store names in (rename it); skipped"))
+    good = [i for i, key in enumerate(found.keys) if _is_utf8(key)]
+    found.paths, found.keys, found.sizes = ([column[i] for i in good] for column in (found.paths, found.keys, found.sizes))
     for path, reason in found.problems:
         warn(f"warning: {path}: {reason}")
     if not found.paths:
