@@ -78,6 +78,10 @@ def main(argv=None, inception=None):
     except (safeio.OutputPathError, safeio.LockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the colorized files in {config.out_dir} are whole; run the same command again to do the rest "
+              "(finished ones are kept)", file=sys.stderr)  # fmt: skip
+        return safeio.EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
         from koalarization import embedding
 

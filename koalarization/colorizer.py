@@ -92,7 +92,7 @@ def _read_config(path):
     if not os.path.isfile(path):
         return None
     try:
-        return safeio.read_json(path, "model config")
+        return safeio.read_json(path, "model config", kind=dict)
     except safeio.DamagedFileError as error:
         raise ModelError(str(error)) from None
 
@@ -116,6 +116,10 @@ def load_keras_network(model_path):
     from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
     from koalarization import precision
 
+    import zipfile
+
+    if os.path.isfile(model_path) and not zipfile.is_zipfile(model_path):
+        raise ModelError(f"{model_path}: not a .keras file (a .keras file is a zip archive; this one is damaged or something else)")
     try:
         network = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # keras raises ValueError, OSError, zipfile errors... for a bad file
@@ -224,7 +228,11 @@ class Colorizer:
         exported = info.get("precision", "float32")
         if precision not in (None, "auto") and precisions.resolve(precision) != exported:
             raise ModelError(f"{path}: this SavedModel runs in {exported} (it was exported so); drop --precision or export again with --precision {precision}")
-        loaded = tf.saved_model.load(path)
+        try:
+            loaded = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as error:  # a truncated saved_model.pb, missing variables...
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelError(f"{path}: cannot load the SavedModel ({first}); export it again") from None
         missing = {"colorize_lab", "embed"} - set(loaded.signatures)
         if missing:
             raise ModelError(f"{path}: SavedModel lacks the signature(s) {sorted(missing)}; re-export it")

@@ -89,6 +89,9 @@ def main(argv=None):
         from koalarization import embedding, evaluation
 
         report = evaluation.evaluate(config)
+    except KeyboardInterrupt:
+        print("\ninterrupted: no report written (a report is written whole at the end); run the command again", file=sys.stderr)
+        return safeio.EXIT_INTERRUPTED
     except (safeio.OutputPathError, safeio.LockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)

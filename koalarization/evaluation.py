@@ -190,13 +190,25 @@ def evaluate(config, inception=None, log=print, colorizer=None):
 
     ``inception``: an already built embedder for ``images`` (default: built from the run's weights);
     ``colorizer``: an already loaded :class:`~koalarization.colorizer.Colorizer` for ``images``.
-    The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`).
+    The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`). A
+    damaged record in any records read is a ``ValueError`` naming the shard.
     """
+    read = []  # the records dirs read, for naming a damaged shard
+    try:
+        return _evaluate(config, inception, log, colorizer, read)
+    except tf.errors.DataLossError as error:
+        from koalarization import loop
+
+        raise ValueError(loop.damaged_records_message(read, error)) from None
+
+
+def _evaluate(config, inception, log, colorizer, read):
     safeio.check_output_dir(config.out_dir, [p for p in (config.records, *config.images) if p and os.path.isdir(p)])
     if colorizer is None:
         colorizer_module.resolve_model(config.model)  # a missing --model is said before any input is read
     skipped = []
     if config.records:
+        read.append(config.records)
         size = int(records.read_manifest(config.records)["image_size"])  # the records' letterbox size
         colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False, precision=config.precision)
         run_config = colorizer.config
@@ -221,6 +233,8 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     # The mean-ab baseline: a training split when there is one, else the evaluated photos themselves.
     mean_source = config.mean_ab_records or config.records or trained_on_records(run_config)
     n_train = data.num_examples(mean_source, "train") if mean_source else 0
+    if mean_source and mean_source not in read:
+        read.append(mean_source)
     if n_train:
         mean = mean_ab(mean_source, config.batch_size, config.mean_ab_examples)
         used = min(n_train, config.mean_ab_examples or n_train)

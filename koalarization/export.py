@@ -64,6 +64,9 @@ def main(argv=None):
     except safeio.LockedError as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {config.out} is as it was; run the command again", file=sys.stderr)
+        return safeio.EXIT_INTERRUPTED
     except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

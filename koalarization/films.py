@@ -645,7 +645,7 @@ def main(argv=None, inception=None):
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error, default=1)
     except KeyboardInterrupt:
-        return 130
+        return safeio.EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
         from koalarization import embedding
 

@@ -27,7 +27,7 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from koalarization import data, plots, safeio  # noqa: E402
+from koalarization import data, plots, records, safeio  # noqa: E402
 
 SUM = tf.distribute.ReduceOp.SUM
 HEARTBEAT_TIMEOUT_MS = 120_000  # a worker busy on a loaded machine is not a dead one
@@ -230,13 +230,15 @@ def _reason(error):
     return re.sub(r"\s*\[Op:.*$", "", text).strip()
 
 
-def damaged_records_message(config, error):
-    paths = data.shard_paths(config.records, "train") + data.shard_paths(config.records, "val")
-    shard, reason = find_damaged_shard(paths)
-    if shard is None:
-        return f"{config.records}: a record could not be read ({_reason(error)})"
-    return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
-            f"that built {config.records} plus --resume")
+def damaged_records_message(records_dirs, error):
+    """One line for a ``DataLossError`` met reading any of ``records_dirs``: the damaged shard and what to do."""
+    for records_dir in records_dirs:
+        splits = records.read_manifest(records_dir)["splits"]
+        shard, reason = find_damaged_shard([path for split in splits for path in data.shard_paths(records_dir, split)])
+        if shard is not None:
+            return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
+                    f"that built {records_dir} plus --resume")
+    return f"{' or '.join(records_dirs)}: a record could not be read ({_reason(error)})"
 
 
 # -- the loop ----------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ class RecordsError(ValueError):
 
 def _read(path):
     try:
-        return safeio.read_json(path, "records manifest")
+        return safeio.read_json(path, "records manifest", kind=dict)
     except safeio.DamagedFileError as error:
         raise RecordsError(f"{error}; rebuild the records with python -m tfrecords_builder") from None
 
@@ -225,6 +225,16 @@ def _check_version(path, manifest):
             f"{SCHEMA_VERSION} (Inception sees the authors' gray input since version 2); rebuild them "
             f"with python -m tfrecords_builder --out {os.path.dirname(path) or '.'} and your sources"
         )
+    splits, embedding = manifest.get("splits"), manifest.get("embedding")
+    wrong = (
+        "image_size" if not isinstance(manifest.get("image_size"), int)
+        else "embedding" if not (isinstance(embedding, dict) and isinstance(embedding.get("dim"), int))
+        else "splits" if not (isinstance(splits, dict) and all(
+            isinstance(v, dict) and isinstance(v.get("examples"), int) and isinstance(v.get("shards"), list) for v in splits.values()))
+        else None
+    )  # fmt: skip
+    if wrong:
+        raise RecordsError(f"{path}: damaged records manifest (its {wrong!r} is not what the builder writes); rebuild the records with python -m tfrecords_builder")
 
 
 def merge_manifests(manifests):

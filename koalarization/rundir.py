@@ -55,7 +55,7 @@ def read_config(run_dir):
     if not os.path.exists(path):
         return None
     try:
-        return safeio.read_json(path, "run config")
+        return safeio.read_json(path, "run config", kind=dict)
     except safeio.DamagedFileError as error:
         raise RunDirError(f"{error}; move it away to start this run over, or choose a new --run-dir") from None
 

@@ -34,6 +34,7 @@ import time
 TEMP_MARK = ".tmp-"  # every temporary name contains this: ".NAME.tmp-PID-HOST"
 EXIT_OUTPUT = 3  # exit status of a command whose output path is refused
 EXIT_LOCKED = 4  # exit status of a command whose records/run dir is in use by another process
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 class SafeIOError(Exception):
@@ -123,12 +124,16 @@ def write_json(path, payload):
     write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
-def read_json(path, what="file"):
-    """Parse ``path``; a missing, truncated or non-JSON file raises :class:`DamagedFileError`
-    ``"PATH: damaged WHAT (reason); ..."``."""
+def read_json(path, what="file", kind=None):
+    """Parse ``path``; a missing, truncated or non-JSON file, or (with ``kind``, e.g. ``dict``) JSON of
+    another shape, raises :class:`DamagedFileError` ``"PATH: damaged WHAT (reason); ..."``."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
+            payload = json.loads(f.read().decode("utf-8"))
+        if kind is not None and not isinstance(payload, kind):
+            shape = {dict: "an object", list: "a list"}.get(kind, kind.__name__)
+            raise DamagedFileError(f"{path}: damaged {what} (JSON {type(payload).__name__}, expected {shape})")
+        return payload
     except FileNotFoundError:
         raise DamagedFileError(f"{path}: {what} not found") from None
     except (ValueError, UnicodeDecodeError) as error:

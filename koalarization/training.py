@@ -36,7 +36,7 @@ PRESETS = {
     "paper": {},  # the dataclass defaults are the paper's settings
     "smoke": {"epochs": 2, "steps_per_epoch": 3, "validation_steps": 2, "batch_size": 4},
 }
-EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+EXIT_INTERRUPTED = safeio.EXIT_INTERRUPTED
 
 class UserError(Exception):
     """An expected problem with the user's input: reported as one line, without a traceback."""
@@ -210,7 +210,7 @@ def _train(config, chief, callbacks, log):
         raise UserError(str(error)) from None
     except tf.errors.DataLossError as error:
         log("")
-        raise UserError(loop.damaged_records_message(config, error)) from None
+        raise UserError(loop.damaged_records_message([config.records], error)) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

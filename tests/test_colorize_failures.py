@@ -237,3 +237,57 @@ def test_pillows_decompression_bomb_warning_is_not_printed_raw(tmp_path):
     done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "(40, 40, 3)" in done.stdout, done.stderr
     assert "DecompressionBombWarning" not in done.stderr
+
+
+def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
+    source = picture(tmp_path / "in" / "x.png")
+    models = tmp_path / "models"
+    listed = write_run_dir(models / "listed", tinted_colorizer(embedding.EMBEDDING_DIM))
+    (models / "listed" / "config.json").write_text("[1, 2]")  # JSON, but not the config's shape
+    (models / "noise.keras").write_bytes(np.random.default_rng(0).bytes(4096))
+    truncated = models / "saved" / "1"
+    truncated.mkdir(parents=True)
+    (truncated / "saved_model.pb").write_bytes(b"\x08\x01\x12\xff\xff\xff")  # a protobuf cut short
+    expected = {
+        listed: "config.json: damaged model config (JSON list, expected an object)",
+        str(models / "noise.keras"): "noise.keras: not a .keras file (a .keras file is a zip archive",
+        str(truncated): f"{truncated}: cannot load the SavedModel (",
+    }
+    for model, reason in expected.items():
+        for main, argv in ((colorize.main, [source, "-o", str(tmp_path / "out")]), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e")])):
+            code, err = run_cli(main, [*argv, "--model", model], capsys)
+            assert code == 2 and len(err) == 1 and reason in err[0], (main.__module__, err)
+
+
+@pytest.mark.parametrize("command", ["colorize", "evaluate", "export"])
+def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path, run_dir, monkeypatch, capsys):
+    from koalarization import colorizing, evaluation, export, saved_model
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    source = picture(tmp_path / "in" / "x.png")
+    target, argv = {
+        "colorize": ((colorizing, "colorize_files"), (colorize.main, [source, "-o", str(tmp_path / "out"), "--model", run_dir])),
+        "evaluate": ((evaluation, "evaluate"), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e"), "--model", run_dir])),
+        "export": ((saved_model, "export_from_path"), (export.main, ["--model", run_dir, "--out", str(tmp_path / "m" / "1")])),
+    }[command]
+    monkeypatch.setattr(*target, interrupted)
+    code, err = run_cli(argv[0], argv[1], capsys)
+    assert code == safeio.EXIT_INTERRUPTED and len(err) == 1 and err[0].startswith("interrupted: ")
+
+
+def test_evaluate_names_a_damaged_shard_in_one_line(tmp_path, capsys):
+    from conftest import write_synthetic_records
+
+    from koalarization import model
+
+    records_dir = tmp_path / "records"
+    write_synthetic_records(str(records_dir), n_train=6, n_val=4, shards=2)
+    shard = records_dir / "val-00001.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside a record: its checksum no longer matches
+    shard.write_bytes(bytes(data))
+    model.build_colorizer(embedding_dim=16).save(str(tmp_path / "m.keras"))
+    code, err = run_cli(evaluate.main, ["--model", str(tmp_path / "m.keras"), "--records", str(records_dir), "--split", "val", "-o", str(tmp_path / "e")], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {shard}: damaged record (")

@@ -44,7 +44,7 @@ def main(argv=None):
             f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",
             file=sys.stderr,
         )
-        return 130
+        return safeio.EXIT_INTERRUPTED
     return 0
 
 

@@ -244,7 +244,7 @@ class _Builder:
 
 def _read_state(state_path):
     try:
-        return safeio.read_json(state_path, "build state")
+        return safeio.read_json(state_path, "build state", kind=dict)
     except safeio.DamagedFileError as error:
         raise BuildError(f"{error}; leave out --resume to start this build over") from None
 
@@ -262,7 +262,7 @@ def _check_no_other_build(config, out):
     elif config.num_workers > 1:
         for index, path in workers:
             try:
-                count = records.worker_count(safeio.read_json(path, "worker manifest"))
+                count = records.worker_count(safeio.read_json(path, "worker manifest", kind=dict))
             except safeio.DamagedFileError:
                 continue  # damaged: this worker's own is rewritten; another's is reported by readers
             if count not in (None, config.num_workers) or index >= config.num_workers:
