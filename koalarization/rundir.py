@@ -121,7 +121,12 @@ def read_history(path):
 def save_model(model, path):
     """``model.save`` to a temporary ``.keras`` name in the same folder, then rename."""
     with safeio.atomic_path(path) as tmp:
-        model.save(tmp + ".keras")  # Keras wants the suffix; the name still holds the temp mark
+        try:
+            model.save(tmp + ".keras")  # Keras wants the suffix; the name still holds the temp mark
+        except BaseException:  # a full disk: the part written would stay until the next run
+            with contextlib.suppress(OSError):
+                os.remove(tmp + ".keras")
+            raise
         os.replace(tmp + ".keras", tmp)
 
 

@@ -93,6 +93,10 @@ def main(argv=None):
     except (UserError, safeio.SafeIOError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
+    except OSError as error:  # a full disk, say, while saving: the last backup is whole (written atomically)
+        where = error.filename or (config.run_dir if config else "the run dir")
+        print(f"error: {safeio.describe_os_error(where, error)}; make room and run the same command again to resume", file=sys.stderr)
+        return safeio.EXIT_OUTPUT
     if result.is_chief:
         print(f"Run dir: {result.run_dir}")
     return 0

@@ -254,3 +254,23 @@ def test_a_killed_build_resumes_takes_its_lock_over_and_leaves_no_temporaries(ph
     assert manifest["splits"]["train"]["examples"] == 6
     assert {n: (out / n).stat().st_mtime_ns for n in done} == done  # finished shards kept as they were
     assert sorted(os.listdir(out)) == sorted(["build-state.json", "manifest.json"] + [f"train-{i:05d}.tfrecord" for i in range(6)])
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_finished_shards(photos, tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    real, written = records.write_shard, []
+
+    def fills_up(path, examples):  # the third shard meets a full disk, as TFRecordWriter reports it
+        if len(written) == 2:
+            raise tf.errors.ResourceExhaustedError(None, None, f"{path}.tmp-1-host; No space left on device")
+        written.append(path)
+        return real(path, examples)
+
+    monkeypatch.setattr(records, "write_shard", fills_up)
+    out = tmp_path / "records"
+    status, err = run(["--out", str(out), "--images", photos], capsys)
+    assert status == safeio.EXIT_OUTPUT
+    [line] = [line for line in err if "building:" not in line]
+    assert "No space left on device" in line and "run the same command with --resume" in line
+    assert sorted(os.path.basename(p) for p in written) == sorted(n for n in os.listdir(out) if n.endswith(".tfrecord"))

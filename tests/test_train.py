@@ -199,3 +199,27 @@ def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
     assert "usage: python -m koalarization.train" in done.stdout
     assert "the following arguments are required: --run-dir" in done.stderr
     assert "tensorflow imported: False" in done.stdout
+
+
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_part_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    records = str(tmp_path / "records")
+    write_synthetic_records(records, n_train=4, n_val=2, image_size=16)
+    real_save = keras.Model.save
+
+    def full(self, path, *args, **kwargs):  # the disk fills up while best.keras is written
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 part of a zip")
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(keras.Model, "save", full)
+    run_dir = tmp_path / "run"
+    code = main(["--records", records, "--run-dir", str(run_dir), "--preset", "smoke", "--epochs", "1", "--steps-per-epoch", "1", "--no-export"])
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "no space left on the device" in last and "run the same command again to resume" in last
+    leftovers = [name for _, _, names in os.walk(run_dir) for name in names if ".tmp-" in name]
+    assert leftovers == []

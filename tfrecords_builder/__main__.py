@@ -30,6 +30,8 @@ def main(argv=None):
     except safeio.OutputPathError as error:
         return _fail(error, safeio.EXIT_OUTPUT)
 
+    import tensorflow as tf
+
     from koalarization.embedding import WeightsUnavailableError
     from tfrecords_builder.builder import BuildError, build
 
@@ -39,6 +41,9 @@ def main(argv=None):
         return _fail(error, safeio.exit_status(error, default=1))
     except (BuildError, WeightsUnavailableError) as error:
         return _fail(error)
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as error:  # a full disk, say
+        reason = safeio.describe_os_error(error.filename or config.out, error) if isinstance(error, OSError) else error.message.splitlines()[0]
+        return _fail(f"{reason}; the finished shards are kept: make room and run the same command with --resume", safeio.EXIT_OUTPUT)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",
