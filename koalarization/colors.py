@@ -189,14 +189,28 @@ def letterbox(image, size, pad_value=1.0):
     top, left, new_height, new_width = letterbox_box(shape[0], shape[1], size)
     resized = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear", antialias=True)
     if pad_value is None:
-        rows = tf.clip_by_value(tf.range(size) - top, 0, new_height - 1)  # (size,) source row of each row
-        columns = tf.clip_by_value(tf.range(size) - left, 0, new_width - 1)  # (size,)
+        rows, columns = _photo_index(size, top, new_height), _photo_index(size, left, new_width)  # (size,) each
         return tf.ensure_shape(tf.gather(tf.gather(resized, rows), columns, axis=1), [size, size, image.shape[-1]])
     padded = tf.pad(
         resized - pad_value,
         [[top, size - new_height - top], [left, size - new_width - left], [0, 0]],
     )
     return tf.ensure_shape(padded + pad_value, [size, size, image.shape[-1]])
+
+
+def _photo_index(size, offset, length):
+    """(size,) the photo row (or column) each row of a letterbox shows when its bars repeat the photo's edges."""
+    return tf.clip_by_value(tf.range(size) - offset, 0, length - 1)
+
+
+def repeat_edges(letterboxed, height, width):
+    """A letterboxed image (S, S, C) of a ``height x width`` photo with its bars (white, as in the
+    records) replaced by the photo's outer rows and columns: what :func:`letterbox` with
+    ``pad_value=None`` gives, the input every inference path shows the colorizer."""
+    size = letterboxed.shape[0]
+    top, left, new_height, new_width = letterbox_box(height, width, size)
+    rows, columns = top + _photo_index(size, top, new_height), left + _photo_index(size, left, new_width)
+    return tf.gather(tf.gather(letterboxed, rows), columns, axis=1)
 
 
 def unletterbox(image, height, width, size, start=0, stop=None):

@@ -161,7 +161,9 @@ def record_examples(config, predict_ab, model_dim):
             f"{config.model}: the colorizer expects {model_dim}-d embeddings but {config.records} holds {data_dim}-d ones"
         )
     for batch in record_batches(config.records, config.split, config.batch_size, config.max_examples):
-        ab_model = np.asarray(predict_ab(batch["l"], batch["embedding"]))  # (B, S, S, 2)
+        # The colorizer sees L as colorize, serving and films show it: bars repeating the photo's edges, not white.
+        shown = np.stack([colors.repeat_edges(l, h, w) for l, h, w in zip(batch["l"], batch["height"], batch["width"])])
+        ab_model = np.asarray(predict_ab(shown, batch["embedding"]))  # (B, S, S, 2)
         size = batch["l"].shape[1]
         for i, key in enumerate(batch["key"]):
             top, left, h, w = content_box(batch["height"][i], batch["width"][i], size)

@@ -7,6 +7,8 @@ without keras); both doors load the same run dir.
 
 import json
 import os
+import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 from test_colorize import DIM, embedder, run_dir  # noqa: F401  (fixtures)
 
-from koalarization import colorize, colorizer, evaluate, export, images, metrics
+from koalarization import colorize, colorizer, colors, evaluate, export, images, metrics
 
 WORKING_SIZE = 32
 
@@ -165,3 +167,40 @@ def test_inference_gives_inception_the_input_the_builder_recorded(name, rows, co
     in_the_records = builder._letterbox_and_convert(WORKING_SIZE)(tf.constant(photo))[1].numpy()
     assert at_inference.shape == in_the_records.shape == (299, 299, 3)
     assert np.abs(at_inference - in_the_records).max() < 1e-5  # in [-1, 1] units
+
+
+@pytest.mark.parametrize("name,rows,columns", [("chelsea", None, None), ("astronaut", 400, 90), ("coffee", 45, 60)])
+def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, rows, columns):
+    """Records hold L with white bars (as training saw it); ``evaluate --records`` repeats the photo's
+    edges into them, as colorize, serving and films do, so its scores are of the picture users get:
+    equal to inference's L input up to the records' storage step (L in 256 levels)."""
+    import skimage.data
+
+    from koalarization import evaluation, inference, records
+
+    photo = getattr(skimage.data, name)()[:rows, :columns, :3].astype(np.float32) / 255.0
+    at_inference = inference.network_inputs(tf.constant(photo), WORKING_SIZE)[0].numpy()  # (S, S, 1)
+    lab = colors.prepare_lab(tf.constant(photo), WORKING_SIZE).numpy()
+    example = records.serialize_example("p", photo.shape[0], photo.shape[1], lab, np.zeros(4))
+    stored = records.parse_examples(tf.constant([example]), WORKING_SIZE, 4)
+    shown = colors.repeat_edges(stored["l"][0], photo.shape[0], photo.shape[1]).numpy()
+    step = 2 * (colors.scale_l(1 / records.L_QUANT) - colors.scale_l(0.0))  # two storage steps of L, scaled
+    assert np.abs(shown - at_inference).max() <= step
+    white = stored["l"][0].numpy()
+    assert np.abs(white - at_inference).max() > 0.1  # the white bars themselves are far from it
+
+    seen = []
+
+    def predict_ab(l, embedding):
+        seen.append(np.asarray(l))
+        return np.zeros(l.shape[:3] + (2,), np.float32)
+
+    config = types.SimpleNamespace(records=None, split="train", batch_size=1, max_examples=0)
+    records_dir = tempfile.mkdtemp()
+    records.write_shard(os.path.join(records_dir, records.shard_name("train", 0)), [example])
+    manifest = records.make_manifest(WORKING_SIZE, {"model": "x", "weights": {"source": "random"}, "dim": 4},
+                                     {"train": {"examples": 1, "shards": [records.shard_name("train", 0)]}, "val": {"examples": 0, "shards": []}})  # fmt: skip
+    records.write_json_atomic(os.path.join(records_dir, records.MANIFEST_NAME), manifest)
+    config.records = records_dir
+    list(evaluation.record_examples(config, predict_ab, 4))
+    assert np.array_equal(seen[0][0], shown)  # evaluate --records feeds exactly that
