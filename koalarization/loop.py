@@ -292,6 +292,9 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
         val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
         if config.validation_steps:
             val_ds = val_ds.take(config.validation_steps)
+        elif math.ceil(n_val / config.batch_size) > steps / 2:
+            log(f"Validation: all {n_val} val examples ({math.ceil(n_val / config.batch_size)} batches) after each epoch of "
+                f"{steps} steps, more than half its cost again; --validation-steps N bounds it.")  # fmt: skip
         val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))
 
     callbacks.on_train_begin()

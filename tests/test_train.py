@@ -223,3 +223,17 @@ def test_a_full_disk_while_saving_is_one_line_and_leaves_no_part_file(tmp_path, 
     assert last.startswith("error: ") and "no space left on the device" in last and "run the same command again to resume" in last
     leftovers = [name for _, _, names in os.walk(run_dir) for name in names if ".tmp-" in name]
     assert leftovers == []
+
+
+def test_a_validation_that_costs_more_than_half_an_epoch_is_said(tmp_path):
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=8, n_val=8, image_size=16)
+    said = {}
+    for bound in (None, 1):  # all 8 val examples (2 batches) after 1-step epochs; then --validation-steps 1
+        messages = []
+        config = TrainConfig.with_preset("smoke", records=records_dir, run_dir=str(tmp_path / f"run{bound}"), epochs=1,
+                                         steps_per_epoch=1, batch_size=4, validation_steps=bound, export=False)  # fmt: skip
+        train(config, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
+        said[bound] = [m for m in messages if m.startswith("Validation:")]
+    assert said[None] == ["Validation: all 8 val examples (2 batches) after each epoch of 1 steps, more than half its cost again; --validation-steps N bounds it."]
+    assert said[1] == []
