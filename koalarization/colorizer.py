@@ -211,6 +211,11 @@ class Colorizer:
         network = load_keras_network(model_path)
         facts = embedding_facts(config)
         size = working_size or training_image_size(config) or colors.IMAGE_SIZE
+        if working_size is None and training_image_size(config) is not None:
+            try:
+                inference.check_working_size(size)
+            except ValueError as error:
+                raise ModelError(f"{model_path}: the image size in its {RUN_CONFIG_NAME} is unusable ({error}); pass --working-size") from None
         used = precisions.resolve(precision or "float32")
         if not embedder:
             return cls.from_keras(network, None, size, model_path, config, used)

@@ -44,6 +44,8 @@ def plan_outputs(inputs, out_dir, compare=False):
             continue
         for path in paths:
             if os.path.realpath(path).startswith(out_real + os.sep):
+                if not os.path.isdir(item):  # named (or matched) itself: say why it is not done
+                    missing.append((path, f"it is inside the output folder {out_dir}, whose files are never colorized again; choose another -o"))
                 continue  # never colorize our own outputs
             relative = os.path.relpath(path, item) if os.path.isdir(item) else os.path.basename(path)
             found.setdefault(os.path.realpath(path), (path, relative))
@@ -66,6 +68,17 @@ def plan_outputs(inputs, out_dir, compare=False):
         taken.add(candidate.lower())
         jobs.append((path, candidate))
     return jobs, missing
+
+
+def _say_videos_left_out(folders, log):
+    """Films inside the folders colorize was given are not searched for (a folder is photos): say so."""
+    from koalarization import discovery, films
+
+    videos = sorted(path for folder in folders for path in discovery.discover_images([folder], films.VIDEO_EXTENSIONS).paths)
+    if videos:
+        more = f" and {len(videos) - 1} more" if len(videos) > 1 else ""
+        log(f"left out {videos[0]}{more}: films in a folder are not colorized with its photos; name each film "
+            "(python -m koalarization.colorize FILM -o DIR --model ...)")  # fmt: skip
 
 
 def _counts(values):
@@ -149,6 +162,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
+    _say_videos_left_out(input_folders, log)
     inputs_real = {os.path.realpath(path) for path, _ in jobs}
     todo = []
     for path, stem in jobs:

@@ -4,6 +4,7 @@ stderr, no traceback, and every file that existed before unchanged (checksums).
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -245,12 +246,17 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
     listed = write_run_dir(models / "listed", tinted_colorizer(embedding.EMBEDDING_DIM))
     (models / "listed" / "config.json").write_text("[1, 2]")  # JSON, but not the config's shape
     (models / "noise.keras").write_bytes(np.random.default_rng(0).bytes(4096))
+    odd_size = write_run_dir(models / "odd", tinted_colorizer(embedding.EMBEDDING_DIM))
+    config = json.loads((models / "odd" / "config.json").read_text())
+    config["records"]["image_size"] = 7
+    (models / "odd" / "config.json").write_text(json.dumps(config))
     truncated = models / "saved" / "1"
     truncated.mkdir(parents=True)
     (truncated / "saved_model.pb").write_bytes(b"\x08\x01\x12\xff\xff\xff")  # a protobuf cut short
     expected = {
         listed: "config.json: damaged model config (JSON list, expected an object)",
         str(models / "noise.keras"): "noise.keras: not a .keras file (a .keras file is a zip archive",
+        odd_size: "model.keras: the image size in its config.json is unusable (working size 7: must be a multiple of 8",
         str(truncated): f"{truncated}: cannot load the SavedModel (",
     }
     for model, reason in expected.items():
@@ -291,3 +297,17 @@ def test_evaluate_names_a_damaged_shard_in_one_line(tmp_path, capsys):
     model.build_colorizer(embedding_dim=16).save(str(tmp_path / "m.keras"))
     code, err = run_cli(evaluate.main, ["--model", str(tmp_path / "m.keras"), "--records", str(records_dir), "--split", "val", "-o", str(tmp_path / "e")], capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {shard}: damaged record (")
+
+
+def test_what_is_not_colorized_is_said_with_its_reason(tmp_path, run_dir, embedder, capsys):
+    folder = tmp_path / "holiday"
+    source = picture(folder / "x.png")
+    (folder / "clip.mp4").write_bytes(b"a film")  # only its name matters here
+    code, err = run_cli(colorize.main, [str(folder), "-o", str(tmp_path / "out"), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
+    assert code == 0 and os.path.exists(tmp_path / "out" / "x.png")
+    assert f"left out {folder / 'clip.mp4'}: films in a folder are not colorized with its photos; name each film" in run_cli.out
+    # A photo named on the command line but inside the output folder: the reason, not "no image files found".
+    code, err = run_cli(colorize.main, [source, "-o", str(folder), "--model", run_dir], capsys)
+    assert code == 1
+    assert f"skipped {source}: it is inside the output folder {folder}, whose files are never colorized again" in run_cli.out
+    assert "no image files found" not in run_cli.out
