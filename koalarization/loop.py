@@ -255,16 +255,19 @@ class WorkersDisagree(RuntimeError):
     """The workers of one cluster would train from different states."""
 
 
-def check_workers_resume_alike(strategy, epoch):
+def check_workers_resume_alike(strategy, epoch, position=None):
     """Every worker restores its own run dir: one that cannot see the chief's backup (a local path
     instead of shared storage) would start from epoch 0 while the others resume, and the replicas
-    would apply the same gradients to different weights. One all-reduce (sum of the epoch and of its
-    square over the replicas: all equal exactly when n * sum(e^2) == sum(e)^2) finds it on every worker."""
-    value = tf.constant([float(epoch), float(epoch) ** 2, 1.0], tf.float64)
+    would apply the same gradients to different weights. One all-reduce (sum of the position and of
+    its square over the replicas: all equal exactly when n * sum(p^2) == sum(p)^2) finds it on every
+    worker. ``position``: the steps done in all, when the backup may be inside an epoch (default: the epoch)."""
+    position = epoch if position is None else position
+    value = tf.constant([float(position), float(position) ** 2, 1.0], tf.float64)
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(value)), axis=None).numpy()
     if abs(total[2] * total[1] - total[0] ** 2) > 0.5:
         raise WorkersDisagree(
-            f"the workers would resume from different epochs (this one from epoch {epoch}, the mean is {total[0] / total[2]:g}): "
+            f"the workers would resume from different epochs (this one from epoch {epoch}, step {position} in all; "
+            f"the mean is step {total[0] / total[2]:g}): "
             "every worker needs --run-dir on storage all of them see, holding the same backup"
         )
 
@@ -277,10 +280,12 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     several = num_workers(strategy) > 1
     if several:
         log(shard_policy_line(strategy, train_shards))
-    initial_epoch = run.restore(model)
+    initial_epoch, initial_step, carried = run.restore(model)
     if several:
-        check_workers_resume_alike(strategy, initial_epoch)
-    if initial_epoch:
+        check_workers_resume_alike(strategy, initial_epoch, initial_epoch * steps + initial_step)
+    if initial_step:
+        log(f"Resuming from the backup after step {initial_step} of epoch {initial_epoch + 1}.")
+    elif initial_epoch:
         log(f"Resuming from the backup after epoch {initial_epoch}.")
     callbacks = keras.callbacks.CallbackList(
         builtin_callbacks(config, run.chief, n_val) + list(extra_callbacks),
@@ -307,14 +312,18 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
             random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see load_dataset
         )
         iterator = iter(distribute(strategy, train_ds, train_shards))
-        total = 0.0
-        for step in range(steps):
+        first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
+        for _ in range(first):  # the steps the backup already holds: their batches read again, not trained on
+            next(iterator)
+        for step in range(first, steps):
             callbacks.on_train_batch_begin(step)
             total += float(train_step(iterator))
             logs = {"loss": total / (step + 1)}
             callbacks.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
+            if config.backup_every_steps and (step + 1) % config.backup_every_steps == 0 and step + 1 < steps:
+                run.save_progress(model, epoch, step + 1, total)
         if model.stop_training and not math.isfinite(logs["loss"]):
             callbacks.on_train_end(logs)
             raise FloatingPointError(f"the loss became {logs['loss']} in epoch {epoch + 1}; try a lower --learning-rate")

@@ -8,9 +8,10 @@
     RUN/model.keras                 the final model                                (temp name + rename)
     RUN/.lock                       the trainer that owns the run dir (safeio.DirLock)
 
-The backup is written last at the end of every epoch: it is the commit. Everything else is
-rebuilt from it, so a kill at any instant leaves a run that the same command resumes: after the
-last backed-up epoch, with the same best-so-far and the same history. A run is finished when
+The backup is written last at the end of every epoch: it is the commit (and every
+``--backup-every-steps`` steps inside an epoch, with the step and the loss so far). Everything
+else is rebuilt from it, so a kill at any instant leaves a run that the same command resumes:
+after the last backed-up step, with the same best-so-far and the same history. A run is finished when
 ``model.keras`` exists and ``backup/`` is gone; ``backup/`` is removed only after ``model.keras``
 (and the export) are whole, so a kill during the final writes is finished by the next run.
 
@@ -37,6 +38,7 @@ BACKUP_DIR = "backup"
 BACKUP = os.path.join(BACKUP_DIR, "state.weights.h5")
 STATE_ATTR = "koalarization_state"  # the backup's epoch/best/history, as JSON in an HDF5 attribute
 HISTORY_KEYS = ("epoch", "loss", "val_loss")
+UNCOMPARED = ("verbose", "backup_every_steps")  # config fields a resumed run may change
 
 
 class RunDirError(Exception):
@@ -62,12 +64,13 @@ def read_config(run_dir):
 
 def check(run_dir, config_fields):
     """Refuse a run dir that holds a different run or a finished one; True when there is a backup
-    to resume from. ``config_fields``: the config as a dict (``verbose`` is not compared)."""
+    to resume from. ``config_fields``: the config as a dict (``verbose`` and how often a backup is
+    written are not compared: neither changes what is trained)."""
     saved = read_config(run_dir)
     if saved is None:
         return False
     saved = saved.get("config", {})
-    differs = sorted(k for k in config_fields if k != "verbose" and saved.get(k) != config_fields[k])
+    differs = sorted(k for k in config_fields if k not in UNCOMPARED and saved.get(k) != config_fields[k])
     if differs:
         raise RunDirError(
             f"{run_dir}: holds a run with different settings ({', '.join(differs)}); "
@@ -85,10 +88,11 @@ def has_backup(run_dir):
     return any(os.path.exists(p) for p in (path, path + ".next", path + ".prev"))
 
 
-def backup_epoch(run_dir):
-    """Epochs kept by the newest good backup (0 without one), read without loading weights."""
+def backup_position(run_dir):
+    """``(finished epochs, steps done of the next one)`` kept by the newest good backup ((0, 0)
+    without one), read without loading weights."""
     state, _ = safeio.load_newest_good(os.path.join(run_dir, BACKUP), read_state, warn=lambda *_: None)
-    return state["epoch"] if state else 0
+    return (state["epoch"], state.get("step", 0)) if state else (0, 0)
 
 
 def write_config(run_dir, payload):
@@ -160,9 +164,9 @@ def _load_backup(model, path):
 class Run:
     """The files of one training run. Only the chief writes; other workers read the chief's backup.
 
-    ``restore(model)`` -> the first epoch to train; then ``end_epoch`` after each epoch and
-    ``finish`` once at the end. ``history`` and ``best`` live in the backup, so a resumed run
-    continues both.
+    ``restore(model)`` -> where to go on from; ``save_progress`` every so many steps inside an
+    epoch, ``end_epoch`` after each epoch and ``finish`` once at the end. ``history`` and ``best``
+    live in the backup, so a resumed run continues both.
     """
 
     def __init__(self, run_dir, chief=True, monitor="val_loss", log=print):
@@ -175,18 +179,28 @@ class Run:
 
     def restore(self, model):
         """Load the newest good backup into ``model`` (a damaged generation: one line, the previous
-        one used). Returns the number of finished epochs (0 for a fresh run)."""
+        one used). Returns ``(finished epochs, steps done of the next epoch, the sum of those steps'
+        losses)``: ``(0, 0, 0.0)`` for a fresh run."""
         if not has_backup(self.dir):
-            return 0
+            return 0, 0, 0.0
         state, used = safeio.load_newest_good(self.path(BACKUP), lambda p: _load_backup(model, p), warn=self.log)
         if state is None:
             self.log(f"{self.path(BACKUP_DIR)}: no usable backup; starting this run from epoch 1")
-            return 0
+            return 0, 0, 0.0
         self.history = {k: list(v) for k, v in state["history"].items()}
         self.best = state["best"] if state["best"] is not None else math.inf
         if self.chief:
             write_history(self.path(HISTORY), self.history)  # drops a row of an epoch killed before its backup
-        return state["epoch"]
+        return state["epoch"], state.get("step", 0), state.get("loss_total", 0.0)
+
+    def save_progress(self, model, epoch, step, loss_total):
+        """Inside epoch ``epoch`` (0-based), after ``step`` of its steps (their losses summing to
+        ``loss_total``): the backup, so that a kill loses at most the steps since."""
+        if not self.chief:
+            return
+        os.makedirs(self.path(BACKUP_DIR), exist_ok=True)
+        state = {"epoch": epoch, "step": step, "loss_total": loss_total, "best": self.best, "monitor": self.monitor, "history": self.history}
+        safeio.save_two_generations(self.path(BACKUP), lambda tmp: _write_backup(model, state, tmp))
 
     def end_epoch(self, model, epoch, logs):
         """Record epoch ``epoch`` (0-based): history.csv, best.keras when it improved, then the backup."""

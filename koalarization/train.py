@@ -64,6 +64,9 @@ def parse_config(argv=None):
                         help="examples shuffled in memory (default 4096, ~600 MB; with shards mixed by the builder, "
                         "a batch of 100 from a class-sorted source spans most classes)")
     parser.add_argument("--cycle-length", type=int, help="train shards read at once, round-robin (default 16)")
+    parser.add_argument("--backup-every-steps", type=int,
+                        help="also back up inside an epoch every N steps, so a kill loses at most N steps (default 1000; "
+                        "0: at epoch ends only; may change when resuming)")
     parser.add_argument("--export", action=argparse.BooleanOptionalAction, default=None,
                         help="export RUN/saved_model/1 for TF Serving at the end (default: yes, for records "
                         "with Inception embeddings); --no-export skips it")
@@ -75,9 +78,10 @@ def parse_config(argv=None):
 
 def interrupted_line(run_dir):
     """What Ctrl-C leaves, in one line."""
-    kept = rundir.backup_epoch(run_dir) if run_dir else 0
-    if kept:
-        return (f"interrupted: {run_dir} keeps the backup after epoch {kept} (and checkpoints/best.keras); "
+    kept, step = rundir.backup_position(run_dir) if run_dir else (0, 0)
+    if kept or step:
+        where = f"step {step} of epoch {kept + 1}" if step else f"epoch {kept}"
+        return (f"interrupted: {run_dir} keeps the backup after {where} (and checkpoints/best.keras); "
                 "run the same command again to resume")
     return f"interrupted before the first epoch was saved: run the same command again to start {run_dir or 'the run'} over"
 

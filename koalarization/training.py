@@ -58,6 +58,7 @@ class TrainConfig:
     sample_images: int = 4  # images in the gray | prediction | truth panel
     shuffle_buffer: int = 4096  # examples shuffled in memory (data.SHUFFLE_BUFFER; ~600 MB at 224x224)
     cycle_length: int = 16  # train shards read at once, round-robin (data.CYCLE_LENGTH)
+    backup_every_steps: int = 1000  # a backup inside an epoch every so many steps (0: at epoch ends only)
     export: bool = True  # export RUN/saved_model/1 for TF Serving at the end (Inception records only)
     verbose: bool = False
 
@@ -72,6 +73,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}")
+        if self.backup_every_steps < 0:
+            raise UserError(f"backup_every_steps must be 0 or more, got {self.backup_every_steps}")
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
 

@@ -246,3 +246,26 @@ def test_a_run_does_not_resume_on_records_rebuilt_in_place(tmp_path):
         train(config, log=lambda *a, **k: None)
     write_synthetic_records(records_dir, n_train=12, n_val=4, image_size=32, seed=3)  # the records it started on
     assert len(train(config, log=lambda *a, **k: None).history["loss"]) == 2  # resumed and finished
+
+
+def test_a_kill_inside_an_epoch_loses_only_the_steps_since_its_last_backup(records12, tmp_path):
+    """Epochs of 4 steps with a backup every 2: killed right after epoch 1's step-2 backup, the same
+    command goes on from step 3 (the first two steps' batches are read again, not trained on) and
+    ends with the weights and history of a run never stopped."""
+    command = flags(records12, str(tmp_path / "run"), epochs=2) + ["--steps-per-epoch", "4", "--backup-every-steps", "2"]
+    reference = flags(records12, str(tmp_path / "reference"), epochs=2) + ["--steps-per-epoch", "4", "--backup-every-steps", "0"]
+    done = run_train(reference)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_train(command, "state.weights.h5:1:after")  # the first backup of all: inside epoch 1
+    assert done.returncode == KILLED, done.stderr[-3000:]
+    done = run_train(command, "state.weights.h5:2:after")  # the resumed run's epoch-1 end... after step 2 of epoch 2
+    assert done.returncode == KILLED, done.stderr[-3000:]
+    assert "Resuming from the backup after step 2 of epoch 1." in done.stdout
+    done = run_train(command)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Resuming from the backup after step 2 of epoch 2." in done.stdout
+    run_dir, reference_dir = str(tmp_path / "run"), str(tmp_path / "reference")
+    for got, want in zip(weights(os.path.join(run_dir, "model.keras")), weights(os.path.join(reference_dir, "model.keras"))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    for row, want in zip(history(run_dir), history(reference_dir)):
+        assert row["epoch"] == want["epoch"] and float(row["loss"]) == pytest.approx(float(want["loss"]), rel=1e-5)
