@@ -43,9 +43,9 @@ def free_ports(n):
     return ports
 
 
-def config_json(records_dir, run_dir, distribution, epochs=2):
+def config_json(records_dir, run_dir, distribution, epochs=2, **more):
     return json.dumps({"records": records_dir, "run_dir": run_dir, "epochs": epochs, "steps_per_epoch": 2,
-                       "batch_size": 4, "distribution": distribution, "sample_images": 2})
+                       "batch_size": 4, "distribution": distribution, "sample_images": 2, **more})
 
 
 def read_history(run_dir):
@@ -146,8 +146,10 @@ def test_chief_and_worker_killed_then_resumed_match_one_device(records_one_shard
 
     outs = [str(tmp_path / f"task{i}.npz") for i in range(2)]
     run_dir = str(tmp_path / "run")
-    config = config_json(records_one_shard, run_dir, "multi_worker", epochs=3)
-    # The chief is killed inside its backup of epoch 2; the worker is stopped with it.
+    config = config_json(records_one_shard, run_dir, "multi_worker", epochs=3, backup_every_steps=1)
+    # A backup after each epoch's first step and at its end: the chief is killed inside the backup of
+    # epoch 1's end, so both tasks go on from the one after its step 1 (the step's batch read again,
+    # not trained on); the worker is stopped with it.
     killed = run_cluster(["chief", "worker"], config, outs, kill_chief_at="state.weights.h5.next:2:during")
     assert killed[0][0] == KILLED, killed[0][2][-3000:]
     assert "DATA auto-shard" in killed[0][1]  # 1 shard for 2 workers: every worker reads it, keeps its part
@@ -155,7 +157,7 @@ def test_chief_and_worker_killed_then_resumed_match_one_device(records_one_shard
     done = run_cluster(["chief", "worker"], config, outs)  # the same commands again
     for code, _, err in done:
         assert code == 0, err[-3000:]
-    assert "Resuming from the backup after epoch 1." in done[0][1]
+    assert "Resuming from the backup after step 1 of epoch 1." in done[0][1]
     assert [row["epoch"] for row in read_history(run_dir)] == ["0", "1", "2"]
     chief, worker = (np.load(out) for out in outs)
     assert bool(chief["chief"]) and not bool(worker["chief"])
