@@ -72,6 +72,8 @@ def read_pixels(path, max_pixels=None):
         with Image.open(source) as image:
             width, height = image.size
             _check_size(name, width, height, max_pixels)
+            if image.format == "PNG" and _png_colour_16bit(path):  # Pillow would keep 8 of its bits
+                return _oriented(_png_16bit_pixels(path, name), image.getexif().get(EXIF_ORIENTATION, 1))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
             array = _to_array(image)
@@ -86,6 +88,47 @@ def read_pixels(path, max_pixels=None):
     if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(name, f"unexpected image shape {array.shape}")
     return array
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the numpy transform that shows the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _oriented(array, orientation):
+    return np.ascontiguousarray(_UPRIGHT[orientation](array)) if orientation in _UPRIGHT else array
+
+
+def _png_colour_16bit(path):
+    """True for a PNG of 16-bit RGB, RGBA or gray + alpha samples (its IHDR's bit depth and colour type)."""
+    if isinstance(path, (bytes, bytearray)):
+        head = bytes(path[:26])
+    else:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _png_16bit_pixels(path, name):
+    """The PNG's uint16 samples (H, W, C), as TensorFlow's decoder (the SavedModel's) gives them."""
+    from koalarization import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    data = bytes(path) if isinstance(path, (bytes, bytearray)) else open(path, "rb").read()
+    try:
+        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:
+        raise ImageError(name, f"cannot decode: {error.message.splitlines()[0]}") from None
 
 
 def _check_size(name, width, height, max_pixels):

@@ -5,6 +5,7 @@ A stand-in embedder replaces Inception-ResNet-v2 (test_export.py runs the real o
 without keras); both doors load the same run dir.
 """
 
+import io
 import json
 import os
 import tempfile
@@ -204,3 +205,37 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
     config.records = records_dir
     list(evaluation.record_examples(config, predict_ab, 4))
     assert np.array_equal(seen[0][0], shown)  # evaluate --records feeds exactly that
+
+
+def test_the_cli_reads_every_png_as_the_server_decodes_it(corpus, tmp_path):
+    """Pixel for pixel, 16-bit colour PNGs included (Pillow alone keeps 8 of their bits); and a 16-bit
+    PNG's EXIF orientation is applied as for any other."""
+    from koalarization import decode
+
+    rng = np.random.default_rng(4)
+    for name, channels in (("deep16rgb.png", 3), ("deep16rgba.png", 4), ("deep16la.png", 2)):
+        samples = rng.integers(0, 65536, (9, 13, channels)).astype(np.uint16)
+        (tmp_path / name).write_bytes(tf.io.encode_png(samples).numpy())
+    paths = [os.path.join(corpus, n) for n in sorted(os.listdir(corpus)) if n.endswith(".png")] + sorted(str(p) for p in tmp_path.glob("*.png"))
+    for path in paths:
+        with open(path, "rb") as f:
+            served = decode.decode(tf.constant(f.read()), 0, "x").numpy()
+        assert np.array_equal(images.read_image(path), served), path
+
+    turned = Image.new("RGB", (13, 9))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    deep = tf.io.encode_png(rng.integers(0, 65536, (9, 13, 3)).astype(np.uint16)).numpy()
+    Image.open(io.BytesIO(deep)).save(tmp_path / "turned8.png", exif=exif.tobytes())  # Pillow writes it at 8 bits
+    with_exif = deep[:33] + _png_chunk(b"eXIf", exif.tobytes()[6:] if exif.tobytes().startswith(b"Exif") else exif.tobytes()) + deep[33:]
+    upright = images.read_image(with_exif)
+    assert upright.shape == (13, 9, 3)
+    np.testing.assert_array_equal(upright, np.rot90(images.read_image(deep), -1))
+    assert images.read_image(str(tmp_path / "turned8.png")).shape == (13, 9, 3)  # as Pillow turns an 8-bit one
+
+
+def _png_chunk(kind, data):
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

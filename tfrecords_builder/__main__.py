@@ -30,10 +30,10 @@ def main(argv=None):
     except safeio.OutputPathError as error:
         return _fail(error, safeio.EXIT_OUTPUT)
 
-    import tensorflow as tf
-
-    from koalarization.embedding import WeightsUnavailableError
+    from koalarization.embedding import WeightsUnavailableError  # quiets TensorFlow's start-up logs, then imports it
     from tfrecords_builder.builder import BuildError, build
+
+    import tensorflow as tf  # noqa: E402
 
     try:
         build(config)
