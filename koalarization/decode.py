@@ -9,7 +9,9 @@ formats; this module makes the served graph see the same pixels for the formats 
 - a JPEG's EXIF orientation (APP1 ``Exif`` segment, tag 0x0112) is parsed in the graph and applied
   with ``rot90``/flips, as Pillow's ``ImageOps.exif_transpose`` does for ``colorize``;
 - a 16-bit PNG is read at 16 bits and scaled by 65535, as :func:`koalarization.images.read_pixels`;
-- gray, gray + alpha and RGBA become sRGB by the one shared function, ``colors.to_float_rgb``.
+- gray, gray + alpha and RGBA become sRGB by the one shared function, ``colors.to_float_rgb``;
+- a GIF's transparent pixels come out white, as over white in ``colorize`` (its transparent
+  palette entry made opaque white before decoding: TensorFlow's decoder would give them black).
 
 Formats: JPEG, PNG, GIF (first frame), BMP and WebP; anything else (TIFF, ...) is refused with
 the format named.
@@ -142,6 +144,60 @@ def exif_orientation(data):
     return tf.cast(tf.where((orientation >= 1) & (orientation <= 8), orientation, 1), tf.int32)
 
 
+GIF_SEARCH_BYTES = 1 << 16  # the first frame's extensions and descriptor follow the colour table
+_BYTES = tuple(bytes([i]) for i in range(256))
+
+
+def _replace_bytes(data, positions, values):
+    """Scalar string ``data`` with the bytes at ``positions`` (int64 (K,), distinct) set to ``values`` (K,)."""
+    order = tf.argsort(positions)
+    positions, values = tf.gather(positions, order), tf.gather(values, order)
+    starts = tf.concat([[0], positions + 1], 0)  # (K + 1,): the kept runs between the replaced bytes
+    ends = tf.concat([positions, [tf.cast(tf.strings.length(data), tf.int64)]], 0)
+    runs = tf.strings.substr(tf.fill([tf.size(starts)], data), starts, ends - starts)  # (K + 1,)
+    new = tf.gather(tf.constant(_BYTES), values)  # (K,)
+    pieces = tf.reshape(tf.stack([runs[:-1], new], axis=1), [-1])  # run, byte, run, byte, ...
+    return tf.strings.reduce_join(tf.concat([pieces, runs[-1:]], 0))
+
+
+def gif_without_transparency(data):
+    """Scalar string (a GIF) -> the same GIF whose first frame's transparent colour is opaque white.
+
+    TensorFlow's GIF decoder gives transparent pixels as black, which no real black can be told
+    from; ``colorize`` (Pillow) puts every transparent pixel over white. Here the transparent
+    palette entry of the first frame (in its local colour table, else the global one) is made
+    white and the frame's transparency flag cleared, so the decoder gives those pixels white.
+    """
+    values = _bytes_of(data, GIF_SEARCH_BYTES)  # (N,)
+    screen = _at(values, 10)
+    position = 13 + tf.where(screen >= 128, 3 * 2 ** (screen % 8 + 1), 0)  # after the global colour table
+
+    def skip_sub_blocks(p):  # p at a sub-block's size byte -> after the terminating 0
+        return tf.while_loop(lambda q: (_at(values, q) > 0) & (q < GIF_SEARCH_BYTES), lambda q: [q + _at(values, q) + 1],
+                             [p], maximum_iterations=4096)[0] + 1  # fmt: skip
+
+    def extension(p, gce):  # p at 0x21: remember a Graphic Control Extension, go past the block
+        return [skip_sub_blocks(p + 2), tf.where(tf.equal(_at(values, p + 1), 0xF9), p, gce)]
+
+    position, gce = tf.while_loop(
+        lambda p, gce: tf.equal(_at(values, p), 0x21) & (p < GIF_SEARCH_BYTES), extension,
+        [position, tf.constant(-1, tf.int64)], maximum_iterations=64,
+    )  # fmt: skip
+    descriptor = position  # 0x2C: the first frame
+    local = _at(values, descriptor + 9)
+    table = tf.where(local >= 128, descriptor + 10, tf.where(screen >= 128, tf.constant(13, tf.int64), -1))
+    index = _at(values, gce + 6)
+    transparent = (gce >= 0) & tf.equal(_at(values, gce + 3) % 2, 1) & tf.equal(_at(values, descriptor), 0x2C) & (table >= 0)
+    transparent &= table + 3 * index + 2 < GIF_SEARCH_BYTES
+
+    def opaque_white():
+        positions = tf.stack([gce + 3, table + 3 * index, table + 3 * index + 1, table + 3 * index + 2])
+        values_ = tf.stack([_at(values, gce + 3) - 1, 255, 255, 255])
+        return _replace_bytes(data, positions, values_)
+
+    return tf.cond(transparent, opaque_white, lambda: data)
+
+
 def apply_orientation(image, orientation):
     """(H, W, C) as stored + EXIF orientation 1..8 -> the image as it should be shown (``exif_transpose``)."""
     return tf.switch_case(
@@ -194,8 +250,11 @@ def decode(data, max_pixels=0, name="image"):
         image = tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE")  # (H, W, 1|3) uint8, Pillow's exact pixels
         return colors.to_float_rgb(apply_orientation(image, exif_orientation(data)))
 
-    def other():
-        return colors.to_float_rgb(tf.io.decode_image(data, expand_animations=False))  # GIF, BMP, WebP
+    def gif():
+        return colors.to_float_rgb(tf.io.decode_gif(gif_without_transparency(data))[0])  # the first frame
 
-    rgb = tf.case([(tf.equal(fmt, 1), jpeg), (tf.equal(fmt, 2), png)], default=other)
+    def other():
+        return colors.to_float_rgb(tf.io.decode_image(data, expand_animations=False))  # BMP, WebP
+
+    rgb = tf.case([(tf.equal(fmt, 1), jpeg), (tf.equal(fmt, 2), png), (tf.equal(fmt, 3), gif)], default=other)
     return tf.ensure_shape(rgb, [None, None, 3])  # (H, W, 3)

@@ -34,6 +34,13 @@ def u8(rgb):
     return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
+def holes():
+    """A palette picture (16 x 20) with some pixels of palette index 3."""
+    image = Image.fromarray((np.arange(16 * 20, dtype=np.uint8).reshape(16, 20) * 3) % 7, "P")
+    image.putpalette([40, 60, 90, 200, 120, 40, 30, 160, 70, 0, 0, 0, 220, 210, 60, 120, 40, 160, 90, 90, 90] + [0] * (768 - 21))
+    return image
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """One file of every kind both doors take."""
@@ -51,6 +58,7 @@ def corpus(tmp_path_factory):
         "one.png": (Image.fromarray(np.array([[[200, 90, 40]]], np.uint8)), {}),
         "thin.png": (Image.fromarray(u8(smooth(rng, 7, 300))), {}),
         "frame.gif": (Image.fromarray(u8(smooth(rng, 18, 22))).convert("P"), {}),
+        "holes.gif": (holes(), {"transparency": 3}),  # colorize puts index 3 over white; so must the server
         "plain.bmp": (Image.fromarray(u8(smooth(rng, 15, 25))), {}),
         "lossless.webp": (Image.fromarray(u8(smooth(rng, 14, 27))), {"lossless": True}),
     }
