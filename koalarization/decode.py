@@ -6,8 +6,9 @@ formats; this module makes the served graph see the same pixels for the formats 
 - the format and the pixel size are read from the header **before** decoding (PNG IHDR, GIF
   screen, BMP and WebP headers, ``tf.image.extract_jpeg_shape``), so a decompression bomb is one
   ``InvalidArgumentError`` that names the element, not gigabytes of allocation;
-- a JPEG's EXIF orientation (APP1 ``Exif`` segment, tag 0x0112) is parsed in the graph and applied
-  with ``rot90``/flips, as Pillow's ``ImageOps.exif_transpose`` does for ``colorize``;
+- the EXIF orientation of a JPEG (APP1 ``Exif`` segment) or a PNG (``eXIf`` chunk), tag 0x0112, is
+  parsed in the graph and applied with ``rot90``/flips, as Pillow's ``ImageOps.exif_transpose`` does
+  for ``colorize``;
 - a 16-bit PNG is read at 16 bits and scaled by 65535, as :func:`koalarization.images.read_pixels`;
 - gray, gray + alpha and RGBA become sRGB by the one shared function, ``colors.to_float_rgb``;
 - a GIF's transparent pixels come out white, as over white in ``colorize`` (its transparent
@@ -132,7 +133,28 @@ def exif_orientation(data):
         & tf.equal(_at(values, position + 1), 0xE1)
         & tf.reduce_all(tf.equal(tf.gather(values, tf.clip_by_value(position + 4 + tf.range(6, dtype=tf.int64), 0, EXIF_SEARCH_BYTES - 1)), exif))
     )
-    tiff = position + 10
+    return _tiff_orientation(values, position + 10, found)
+
+
+def png_exif_orientation(data):
+    """Scalar string (a PNG) -> the EXIF orientation 1..8 of its ``eXIf`` chunk (int32; 1 when none is
+    found among the chunks of its first 128 KB), as Pillow reads it for ``colorize``."""
+    values = _bytes_of(data, EXIF_SEARCH_BYTES)  # (N,)
+    exif, end = (tf.constant(list(name), tf.int64) for name in (b"eXIf", b"IEND"))
+
+    def kind(p):
+        return tf.gather(values, tf.clip_by_value(p + 4 + tf.range(4, dtype=tf.int64), 0, EXIF_SEARCH_BYTES - 1))
+
+    def going_on(p):
+        return (p + 8 < EXIF_SEARCH_BYTES) & ~tf.reduce_all(tf.equal(kind(p), exif)) & ~tf.reduce_all(tf.equal(kind(p), end))
+
+    big = tf.constant(False)
+    position = tf.while_loop(going_on, lambda p: [p + 12 + _uint(values, p, 4, big)], [tf.constant(8, tf.int64)], maximum_iterations=256)[0]
+    return _tiff_orientation(values, position + 8, tf.reduce_all(tf.equal(kind(position), exif)))
+
+
+def _tiff_orientation(values, tiff, found):
+    """The orientation tag of the TIFF structure (EXIF) at ``tiff`` in ``values``, 1 unless ``found``."""
     little = tf.equal(_at(values, tiff), ord("I"))
     ifd = tiff + _uint(values, tiff + 4, 4, little)
     count = _uint(values, ifd, 2, little)
@@ -242,8 +264,8 @@ def decode(data, max_pixels=0, name="image"):
         depth16 = tf.equal(_bytes_of(data, 25)[24], 16)
         return tf.cond(
             depth16,
-            lambda: colors.to_float_rgb(tf.io.decode_png(data, dtype=tf.uint16)),
-            lambda: colors.to_float_rgb(tf.io.decode_png(data)),
+            lambda: colors.to_float_rgb(apply_orientation(tf.io.decode_png(data, dtype=tf.uint16), png_exif_orientation(data))),
+            lambda: colors.to_float_rgb(apply_orientation(tf.io.decode_png(data), png_exif_orientation(data))),
         )
 
     def jpeg():

@@ -50,6 +50,7 @@ def corpus(tmp_path_factory):
     exif[0x0112] = 6  # "rotate 90 clockwise to show": a phone portrait stored as landscape
     files = {
         "portrait_exif.jpg": (Image.fromarray(u8(smooth(rng, 20, 30))), {"exif": exif, "quality": 95}),
+        "turned_exif.png": (Image.fromarray(u8(smooth(rng, 22, 34))), {"exif": exif}),  # an eXIf chunk
         "deep16.png": (Image.fromarray((np.linspace(200, 60000, 24 * 18).reshape(24, 18)).astype(np.uint16)), {}),
         "dark16.png": (Image.fromarray((np.linspace(0, 250, 16 * 16).reshape(16, 16)).astype(np.uint16)), {}),  # max <= 255
         "palette.png": (Image.fromarray(u8(smooth(rng, 21, 26))).convert("P", palette=Image.ADAPTIVE, colors=32), {}),
@@ -96,8 +97,9 @@ def test_colorize_and_serving_default_give_the_same_picture(corpus, written, ser
 
 
 def test_exif_orientation_is_applied_by_both(written, served, corpus):
-    # stored 20 rows x 30 columns, shown (and colorized) 30 x 20
+    # stored 20 rows x 30 columns (22 x 34), shown (and colorized) 30 x 20 (34 x 22)
     assert np.asarray(Image.open(os.path.join(written, "portrait_exif.png"))).shape == (30, 20, 3)
+    assert np.asarray(Image.open(os.path.join(written, "turned_exif.png"))).shape == (34, 22, 3)
 
 
 def test_one_bad_image_in_a_batch_is_named(corpus, served):
