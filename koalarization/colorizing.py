@@ -39,8 +39,8 @@ def plan_outputs(inputs, out_dir, compare=False):
     for item in inputs:
         try:
             paths = images.find_images([item])
-        except FileNotFoundError:
-            missing.append((item, "no such file, folder or matching glob"))
+        except FileNotFoundError as error:  # "ITEM: reason"
+            missing.append((item, str(error).removeprefix(f"{item}: ")))
             continue
         for path in paths:
             if os.path.realpath(path).startswith(out_real + os.sep):

@@ -194,6 +194,8 @@ def discover_images(inputs, extensions=IMAGE_EXTENSIONS):
             plans.append((item, "folder", item, None))
         elif glob.has_magic(item) and os.path.isdir(_glob_root(os.path.normpath(item))[0] or "."):
             plans.append((item, "glob", *_glob_root(os.path.normpath(item))))
+        elif os.path.exists(item):  # a FIFO, a device, a socket: nothing to read an image from
+            raise FileNotFoundError(f"{item}: not a regular file or folder (a pipe, device or socket)")
         else:
             raise FileNotFoundError(f"{item}: no such file, folder or matching glob")
     roots = [os.path.realpath(root or ".") for _, _, root, _ in plans]

@@ -311,3 +311,6 @@ def test_what_is_not_colorized_is_said_with_its_reason(tmp_path, run_dir, embedd
     assert code == 1
     assert f"skipped {source}: it is inside the output folder {folder}, whose files are never colorized again" in run_cli.out
     assert "no image files found" not in run_cli.out
+    os.mkfifo(tmp_path / "pipe.png")  # named, but nothing to read a picture from (and never waited on)
+    code, err = run_cli(colorize.main, [str(tmp_path / "pipe.png"), "-o", str(tmp_path / "out2"), "--model", run_dir], capsys)
+    assert code == 1 and f"skipped {tmp_path / 'pipe.png'}: not a regular file or folder (a pipe, device or socket)" in run_cli.out
