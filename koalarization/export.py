@@ -65,7 +65,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {config.out} is as it was; run the command again", file=sys.stderr)
+        print(f"\ninterrupted: {config.out} holds a whole model, the old one or the new one; run the command again", file=sys.stderr)
         return safeio.EXIT_INTERRUPTED
     except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,7 +15,8 @@ TensorFlow, so commands can check their paths before the slow imports.
   time; a second writer gets one line naming the first; a lock whose process is gone (same host)
   is taken over.
 - :func:`replace_folder` / :func:`recover_folder`: a finished folder (a SavedModel) takes its final
-  name in one rename; the one it replaces is set aside first and put back if a kill comes between.
+  name in one atomic swap (Linux), or in two renames, the old one set aside first and put back if a
+  kill comes between.
 - :func:`clean_temporaries`: leftovers of killed writers (ours and Keras'/TF's) removed at the
   next run.
 - :func:`check_output_dir`: an output folder that is a file, not writable, under a file, or the
@@ -152,11 +153,46 @@ def _owned_by_live_other(owner):
     return host == _host() and pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))
 
 
+def _exchange(a, b):
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``): True
+    when done, False where the C library or the filesystem cannot (the caller renames twice)."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(os.path.abspath(a)), at_cwd, os.fsencode(os.path.abspath(b)), exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), b)
+
+
+def _remove_tree(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
 def replace_folder(staging, final):
-    """Move the finished folder ``staging`` to ``final``, replacing a folder there. A kill at any
-    instant leaves ``final`` holding the old folder or the new one, or (between the two renames)
-    the old one set aside as ``.NAME.aside-PID-HOST``, which :func:`recover_folder` puts back."""
+    """Move the finished folder ``staging`` (named by :func:`temporary_name`) to ``final``, replacing
+    whatever is there. Where Linux can swap two names atomically, ``final`` always holds the old
+    folder or the new one, and the old one, left under ``staging``'s name, is then deleted (a kill
+    meanwhile leaves it to :func:`clean_temporaries`). Elsewhere the old one is first set aside as
+    ``.NAME.aside-PID-HOST``, which :func:`recover_folder` puts back if a kill comes before the new
+    one takes the name; once it has, the old one is renamed to a temporary name before deletion, so
+    only a whole folder is ever put back."""
     folder, name = os.path.split(os.path.abspath(final))
+    if os.path.lexists(final) and _exchange(staging, final):
+        _fsync_dir(folder)
+        _remove_tree(staging)  # the old one
+        return
     aside = None
     if os.path.lexists(final):
         aside = os.path.join(folder, f".{name}{ASIDE_MARK}{os.getpid()}-{_host()}")
@@ -169,7 +205,9 @@ def replace_folder(staging, final):
         raise
     _fsync_dir(folder)
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        doomed = temporary_name(final)  # staging's name, free again
+        os.replace(aside, doomed)
+        _remove_tree(doomed)
 
 
 def recover_folder(final):
@@ -189,7 +227,7 @@ def recover_folder(final):
         os.replace(os.path.join(folder, restored), final)
         _fsync_dir(folder)
     for n in asides:
-        shutil.rmtree(os.path.join(folder, n), ignore_errors=True)
+        _remove_tree(os.path.join(folder, n))
     return restored
 
 

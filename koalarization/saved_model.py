@@ -93,24 +93,29 @@ def export_saved_model(
     """
     out_dir = os.path.abspath(out_dir)
     parent, name = os.path.split(out_dir)
+    _check_out_dir(out_dir, overwrite=True)  # not a folder, or not an export: refused before anything is touched beside it
     os.makedirs(parent, exist_ok=True)
     # One exporter per version folder; the lock and the staging folder sit beside it, under names
     # TF Serving does not take for versions.
-    with safeio.DirLock(parent, "python -m koalarization.export", name=f".lock-{name}"):
+    with safeio.DirLock(parent, "an export (python -m koalarization.export, or train's)", name=f".lock-{name}"):
         safeio.recover_folder(out_dir)  # an export killed while replacing this one puts it back first
         leftovers = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp$")  # staging folders of older versions
         safeio.clean_temporaries(parent, extra_patterns=[leftovers], targets=re.compile(rf"^{re.escape(name)}$"))
-        if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-            raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
-        if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "saved_model.pb")):
-            raise FileExistsError(
-                f"{out_dir}: not a SavedModel (no saved_model.pb), so not replaced: --overwrite replaces an earlier "
-                "export only; choose a version folder such as models/koalarization/1"
-            )
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise FileExistsError(f"{out_dir}: exists and is not a folder")
+        _check_out_dir(out_dir, overwrite)  # after the clean-up: a model put back just now counts
         _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision)
     return out_dir
+
+
+def _check_out_dir(out_dir, overwrite):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "saved_model.pb")):
+        raise FileExistsError(
+            f"{out_dir}: not a SavedModel (no saved_model.pb), so not replaced: --overwrite replaces an earlier "
+            "export only; choose a version folder such as models/koalarization/1"
+        )
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
 
 
 def _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision):

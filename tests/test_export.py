@@ -201,18 +201,25 @@ def test_cli_exports_a_run_dir_into_a_version_folder(tmp_path, monkeypatch, caps
         export.main(["--model", run_dir, "--out", str(out), "--bogus"])
 
 
-# An export killed by a real kill (os._exit inside tests/killpoint.py) at a chosen rename, with the
-# stand-in embedder of the in-process tests: "1:1:before" dies with the new model staged and the
+# An export killed by a real kill (os._exit) at a chosen point, with the stand-in embedder of the
+# in-process tests. Where Linux swaps two names atomically ("swap"), the kill comes right after the
+# swap, before the old model is deleted. Without that swap ("two-renames": safeio._exchange made to
+# fail), tests/killpoint.py kills at a rename onto "1": "1:1:before" with the new model staged and the
 # old one already set aside, "1:1:after" right after the new one took the name.
 KILLED_EXPORT = r"""
-import sys
+import os, sys
 sys.path[:0] = [sys.argv[1]]
 import killpoint
 from test_colorize import stand_in_embedder
-from koalarization import embedding, export
+from koalarization import embedding, export, safeio
 embedding.build_inception = lambda weights="imagenet": stand_in_embedder(16)
 embedding.EMBEDDING_DIM = 16
-killpoint.install(sys.argv[2])
+how, kill_at = sys.argv[2].split("@")
+if how == "two-renames":
+    safeio._exchange = lambda a, b: False
+    killpoint.install(kill_at)
+else:
+    safeio._remove_tree = lambda path: os._exit(killpoint.KILLED)
 sys.exit(export.main(sys.argv[3:]))
 """
 
@@ -226,35 +233,43 @@ def test_a_killed_export_never_costs_the_model_it_was_replacing(tmp_path, monkey
     def max_pixels_of_the_export():
         return json.load(open(out / colorizer.EXPORT_INFO_NAME))["max_pixels"]
 
-    def killed_export(kill_at, *flags):
+    def killed_export(kill_at, max_pixels):
         done = subprocess.run(
-            [PYTHON, "-c", KILLED_EXPORT, os.path.dirname(__file__), kill_at, "--model", run_dir, "--out", str(out), *flags],
+            [PYTHON, "-c", KILLED_EXPORT, os.path.dirname(__file__), kill_at, "--model", run_dir, "--out", str(out),
+             "--max-pixels", str(max_pixels), "--overwrite"],
             capture_output=True, text=True, timeout=300,
-        )
+        )  # fmt: skip
         assert done.returncode == 9, done.stderr[-2000:]
+
+    def left_beside():
+        return sorted(name.split("-")[0] for name in os.listdir(out.parent))
 
     assert export.main(["--model", run_dir, "--out", str(out), "--max-pixels", "1000000"]) == 0  # the model in service
 
-    # Killed between its two renames: the old model is set aside, the new one staged.
-    killed_export("1:1:before", "--max-pixels", "2000000", "--overwrite")
-    assert not out.exists()
-    left = sorted(name.split("-")[0] for name in os.listdir(out.parent))
-    assert left == [".1.aside", ".1.tmp", ".lock"]  # the set-aside old model, the staged new one, the dead lock
-    # The next export puts the old model back before anything else, and refuses to overwrite it.
+    # Swapped in one step, killed before the old model is deleted: the new one is in place, whole.
+    killed_export("swap@", 2000000)
+    assert max_pixels_of_the_export() == 2000000 and left_beside() == [".1.tmp", ".lock", "1"]
     capsys.readouterr()
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 2  # cleans up, then refuses to overwrite
+    assert "already exists" in capsys.readouterr().err and os.listdir(out.parent) == ["1"]
+
+    # Two renames, killed between them: the old model is set aside, the new one staged.
+    killed_export("two-renames@1:1:before", 3000000)
+    assert not out.exists() and left_beside() == [".1.aside", ".1.tmp", ".lock"]
+    # The next export puts the old model back before anything else, and refuses to overwrite it.
     assert export.main(["--model", run_dir, "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert max_pixels_of_the_export() == 1000000
+    assert max_pixels_of_the_export() == 2000000
     assert os.listdir(out.parent) == ["1"]  # the killed export's staging folder is gone too
     import tensorflow as tf
 
     assert "serving_default" in tf.saved_model.load(str(out)).signatures
 
-    # Killed right after the new model took the name: it is whole; what it replaced goes next time.
-    killed_export("1:1:after", "--max-pixels", "2000000", "--overwrite")
-    assert max_pixels_of_the_export() == 2000000
+    # Two renames, killed right after the new model took the name: it is whole; the old one goes next time.
+    killed_export("two-renames@1:1:after", 3000000)
+    assert max_pixels_of_the_export() == 3000000
     assert export.main(["--model", run_dir, "--out", str(out)]) == 2
-    assert os.listdir(out.parent) == ["1"] and max_pixels_of_the_export() == 2000000
+    assert os.listdir(out.parent) == ["1"] and max_pixels_of_the_export() == 3000000
 
 
 def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monkeypatch, capsys):
