@@ -41,20 +41,26 @@ class ModelError(ValueError):
 # A SavedModel's export.json (written by export): {"working_size", "inception": {...}, "config": <the run's config.json>}
 def embedding_facts(run_config):
     """The ``{"model", "weights": {...}, "dim", ...}`` record of the embedding a run was trained on, or None."""
-    facts = ((run_config or {}).get("records") or {}).get("embedding")
+    facts = _records_of(run_config).get("embedding")
     return facts if isinstance(facts, dict) else None
+
+
+def _records_of(run_config):
+    """A run config's ``records`` object ({} when it has none, or a hand-edited one of another shape)."""
+    records = run_config.get("records") if isinstance(run_config, dict) else None
+    return records if isinstance(records, dict) else {}
 
 
 def training_image_size(run_config):
     """The image size a run was trained at, or None."""
-    size = ((run_config or {}).get("records") or {}).get("image_size")
+    size = _records_of(run_config).get("image_size")
     return size if isinstance(size, int) else None
 
 
 def weights_from_facts(facts):
     """An embedding record's ``weights`` -> what ``embedding.build_inception`` takes, or None."""
-    weights = (facts or {}).get("weights") or {}
-    source = weights.get("source")
+    weights = (facts or {}).get("weights")
+    source = weights.get("source") if isinstance(weights, dict) else None
     if source in ("imagenet", "random"):
         return source
     if source == "file":

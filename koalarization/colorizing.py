@@ -70,11 +70,14 @@ def plan_outputs(inputs, out_dir, compare=False):
     return jobs, missing
 
 
-def _say_videos_left_out(folders, log):
-    """Films inside the folders colorize was given are not searched for (a folder is photos): say so."""
+def _say_videos_left_out(folders, out_dir, log):
+    """Films inside the folders colorize was given are not searched for (a folder is photos): say so
+    (those under the output folder, earlier outputs, aside)."""
     from koalarization import discovery, films
 
-    videos = sorted(path for folder in folders for path in discovery.discover_images([folder], films.VIDEO_EXTENSIONS).paths)
+    out_real = os.path.realpath(out_dir) + os.sep
+    found = (path for folder in folders for path in discovery.discover_images([folder], films.VIDEO_EXTENSIONS).paths)
+    videos = sorted(path for path in found if not os.path.realpath(path).startswith(out_real))
     if videos:
         more = f" and {len(videos) - 1} more" if len(videos) > 1 else ""
         log(f"left out {videos[0]}{more}: films in a folder are not colorized with its photos; name each film "
@@ -162,7 +165,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
-    _say_videos_left_out(input_folders, log)
+    _say_videos_left_out(input_folders, config.out_dir, log)
     inputs_real = {os.path.realpath(path) for path, _ in jobs}
     todo = []
     for path, stem in jobs:

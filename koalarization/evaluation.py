@@ -28,7 +28,8 @@ METRICS = ("ab_mse", "psnr", "ssim", "colorfulness", "colorfulness_diff", "auc")
 
 def trained_on_records(run_config):
     """The records dir a run was trained on, when its config says so and it is still there."""
-    path = ((run_config or {}).get("config") or {}).get("records")
+    config = run_config.get("config") if isinstance(run_config, dict) else None
+    path = config.get("records") if isinstance(config, dict) else None
     return path if isinstance(path, str) and os.path.isfile(os.path.join(path, records.MANIFEST_NAME)) else None
 
 
@@ -93,15 +94,17 @@ def uniform_sample(records_dir, split, count, batch_size):
 
 
 def mean_ab(records_dir, batch_size, max_examples):
-    """The mean a*, b* (Lab units) over the photo pixels of a uniform sample of a train split (letterbox bars left out)."""
-    total, count = np.zeros(2), 0
+    """``(mean a*, b* (Lab units), examples read)`` over the photo pixels of a uniform sample of a train
+    split (letterbox bars left out)."""
+    total, count, examples = np.zeros(2), 0, 0
     for batch in uniform_sample(records_dir, "train", max_examples, batch_size):
         size = batch["ab"].shape[1]
         for ab, height, width in zip(batch["ab"], batch["height"], batch["width"]):
             top, left, h, w = content_box(height, width, size)
             total += colors.unscale_ab(ab[top : top + h, left : left + w]).sum(axis=(0, 1))
             count += h * w
-    return total / max(count, 1)
+            examples += 1
+    return total / max(count, 1), examples
 
 
 def photos_mean_ab(photos):
@@ -201,7 +204,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     except tf.errors.DataLossError as error:
         from koalarization import loop
 
-        raise ValueError(loop.damaged_records_message(read, error)) from None
+        raise ValueError(loop.damaged_records_message(read, error, first_split=config.split)) from None
 
 
 def _evaluate(config, inception, log, colorizer, read):
@@ -238,8 +241,7 @@ def _evaluate(config, inception, log, colorizer, read):
     if mean_source and mean_source not in read:
         read.append(mean_source)
     if n_train:
-        mean = mean_ab(mean_source, config.batch_size, config.mean_ab_examples)
-        used = min(n_train, config.mean_ab_examples or n_train)
+        mean, used = mean_ab(mean_source, config.batch_size, config.mean_ab_examples)
         mean_info = f"train split of {mean_source} ({used} of {n_train} images, a uniform sample)"
     elif config.records:
         raise ValueError(f"{mean_source}: no train split for the mean-ab baseline; pass --mean-ab-records DIR")
@@ -323,7 +325,7 @@ def training_keys(run_config, evaluated=None):
         return None, None
     try:
         now = records.facts(records.read_manifest(path))
-        then = run_config.get("records")
+        then = run_config.get("records") if isinstance(run_config.get("records"), dict) else None
         if then is not None and then != now:
             changed = ", ".join(k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
             return None, (

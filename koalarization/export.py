@@ -24,9 +24,11 @@ inside (weights stored in bf16: half the size); every signature still takes and 
 The SavedModel needs only ``tensorflow`` to load (no keras, no koalarization). ``export.json``
 beside ``saved_model.pb`` records the working size, the precision, the Inception weights it carries and the
 training config. The folder is written under a temporary name (``.1.tmp-PID-HOST``) and renamed at
-the end, so a TF Serving instance watching the parent never sees half a model. A kill at any instant
-leaves ``--out`` as it was (an ``--overwrite`` killed between its two renames puts the old model back
-at the next export) and the next export removes the killed one's temporary folder. Two exports into
+the end, so a TF Serving instance watching the parent never sees half a model. ``--overwrite``
+swaps the old and new folders in one atomic step where Linux can (``safeio.replace_folder``), so a
+kill at any instant leaves a whole model under ``--out``; elsewhere a kill between its two renames
+leaves the old model set aside, put back by the next export. The next export also removes what a
+killed one left. Two exports into
 one version folder at once: the second stops with one line (``.lock-1`` beside the folder).
 """
 
@@ -64,6 +66,12 @@ def main(argv=None):
     except safeio.LockedError as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
+    except OSError as error:  # a full disk, a read-only folder: the version folder holds what it held
+        if isinstance(error, (FileExistsError, FileNotFoundError)):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"error: {safeio.describe_os_error(error.filename or config.out, error)}; {config.out} is as it was", file=sys.stderr)
+        return safeio.EXIT_OUTPUT
     except KeyboardInterrupt:
         print(f"\ninterrupted: {config.out} holds a whole model, the old one or the new one; run the command again", file=sys.stderr)
         return safeio.EXIT_INTERRUPTED

@@ -230,10 +230,11 @@ def _reason(error):
     return re.sub(r"\s*\[Op:.*$", "", text).strip()
 
 
-def damaged_records_message(records_dirs, error):
-    """One line for a ``DataLossError`` met reading any of ``records_dirs``: the damaged shard and what to do."""
+def damaged_records_message(records_dirs, error, first_split=None):
+    """One line for a ``DataLossError`` met reading any of ``records_dirs``: the damaged shard and what to
+    do. Shards are read to their end to find it, ``first_split``'s first (the one being read, say)."""
     for records_dir in records_dirs:
-        splits = records.read_manifest(records_dir)["splits"]
+        splits = sorted(records.read_manifest(records_dir)["splits"], key=lambda split: split != first_split)
         shard, reason = find_damaged_shard([path for split in splits for path in data.shard_paths(records_dir, split)])
         if shard is not None:
             return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
@@ -297,9 +298,10 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
         val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
         if config.validation_steps:
             val_ds = val_ds.take(config.validation_steps)
-        elif math.ceil(n_val / config.batch_size) > steps / 2:
-            log(f"Validation: all {n_val} val examples ({math.ceil(n_val / config.batch_size)} batches) after each epoch of "
-                f"{steps} steps, more than half its cost again; --validation-steps N bounds it.")  # fmt: skip
+        elif math.ceil(n_val / config.batch_size) / 3 > steps / 2:  # a val batch: forward only, ~1/3 of a train step
+            batches = math.ceil(n_val / config.batch_size)
+            log(f"Validation: all {n_val} val examples ({batches} batches, forward only: about {batches / 3 / steps:.0%} of "
+                f"an epoch of {steps} step{'s' if steps > 1 else ''}) after every epoch; --validation-steps N bounds it.")  # fmt: skip
         val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))
 
     callbacks.on_train_begin()

@@ -70,6 +70,9 @@ def check(run_dir, config_fields):
     if saved is None:
         return False
     saved = saved.get("config", {})
+    if not isinstance(saved, dict):
+        raise RunDirError(f"{os.path.join(run_dir, CONFIG)}: damaged run config (its \"config\" is not an object); "
+                          "move it away to start this run over, or choose a new --run-dir")  # fmt: skip
     differs = sorted(k for k in config_fields if k not in UNCOMPARED and saved.get(k) != config_fields[k])
     if differs:
         raise RunDirError(

@@ -14,6 +14,7 @@ at once. Exit status: 0 done, 2 bad command line or input, 3 unusable run dir, 4
 """
 
 import argparse
+import errno
 import sys
 
 from koalarization import rundir, safeio
@@ -83,7 +84,7 @@ def interrupted_line(run_dir):
         where = f"step {step} of epoch {kept + 1}" if step else f"epoch {kept}"
         return (f"interrupted: {run_dir} keeps the backup after {where} (and checkpoints/best.keras); "
                 "run the same command again to resume")
-    return f"interrupted before the first epoch was saved: run the same command again to start {run_dir or 'the run'} over"
+    return f"interrupted before the first backup was saved: run the same command again to start {run_dir or 'the run'} over"
 
 
 def main(argv=None):
@@ -99,7 +100,8 @@ def main(argv=None):
         return safeio.exit_status(error)
     except OSError as error:  # a full disk, say, while saving: the last backup is whole (written atomically)
         where = error.filename or (config.run_dir if config else "the run dir")
-        print(f"error: {safeio.describe_os_error(where, error)}; make room and run the same command again to resume", file=sys.stderr)
+        fix = "make room and run" if error.errno == errno.ENOSPC else "fix that and run"
+        print(f"error: {safeio.describe_os_error(where, error)}; {fix} the same command again to resume", file=sys.stderr)
         return safeio.EXIT_OUTPUT
     if result.is_chief:
         print(f"Run dir: {result.run_dir}")

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
-from test_colorize import DIM, embedder, run_dir, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
+from test_colorize import DIM, embedder, run_dir, stand_in_embedder, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
 
 from koalarization import colorize, embedding, evaluate, safeio
 
@@ -245,6 +245,8 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
     models = tmp_path / "models"
     listed = write_run_dir(models / "listed", tinted_colorizer(embedding.EMBEDDING_DIM))
     (models / "listed" / "config.json").write_text("[1, 2]")  # JSON, but not the config's shape
+    nested = write_run_dir(models / "nested", tinted_colorizer(embedding.EMBEDDING_DIM))
+    (models / "nested" / "config.json").write_text(json.dumps({"config": [1], "records": [1]}))  # wrong one level down
     (models / "noise.keras").write_bytes(np.random.default_rng(0).bytes(4096))
     odd_size = write_run_dir(models / "odd", tinted_colorizer(embedding.EMBEDDING_DIM))
     config = json.loads((models / "odd" / "config.json").read_text())
@@ -259,6 +261,14 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
         odd_size: "model.keras: the image size in its config.json is unusable (working size 7: must be a multiple of 8",
         str(truncated): f"{truncated}: cannot load the SavedModel (",
     }
+    capsys.readouterr()
+    out = tmp_path / "nested_out"  # read as a run dir that says nothing usable: colorized with the defaults
+    assert colorize.main([source, "-o", str(out), "--model", nested, "--inception-weights", "random"], inception=stand_in_embedder(embedding.EMBEDDING_DIM)) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    from koalarization import rundir
+
+    with pytest.raises(rundir.RunDirError, match='damaged run config \\(its "config" is not an object\\)'):
+        rundir.check(nested, {"epochs": 1})  # what train says of that run dir, in one line
     for model, reason in expected.items():
         for main, argv in ((colorize.main, [source, "-o", str(tmp_path / "out")]), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e")])):
             code, err = run_cli(main, [*argv, "--model", model], capsys)

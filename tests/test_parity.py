@@ -8,7 +8,6 @@ without keras); both doors load the same run dir.
 import io
 import json
 import os
-import tempfile
 import types
 
 import numpy as np
@@ -181,7 +180,7 @@ def test_inference_gives_inception_the_input_the_builder_recorded(name, rows, co
 
 
 @pytest.mark.parametrize("name,rows,columns", [("chelsea", None, None), ("astronaut", 400, 90), ("coffee", 45, 60)])
-def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, rows, columns):
+def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, rows, columns, tmp_path):
     """Records hold L with white bars (as training saw it); ``evaluate --records`` repeats the photo's
     edges into them, as colorize, serving and films do, so its scores are of the picture users get:
     equal to inference's L input up to the records' storage step (L in 256 levels)."""
@@ -207,7 +206,7 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
         return np.zeros(l.shape[:3] + (2,), np.float32)
 
     config = types.SimpleNamespace(records=None, split="train", batch_size=1, max_examples=0)
-    records_dir = tempfile.mkdtemp()
+    records_dir = str(tmp_path)
     records.write_shard(os.path.join(records_dir, records.shard_name("train", 0)), [example])
     manifest = records.make_manifest(WORKING_SIZE, {"model": "x", "weights": {"source": "random"}, "dim": 4},
                                      {"train": {"examples": 1, "shards": [records.shard_name("train", 0)]}, "val": {"examples": 0, "shards": []}})  # fmt: skip

@@ -235,5 +235,5 @@ def test_a_validation_that_costs_more_than_half_an_epoch_is_said(tmp_path):
                                          steps_per_epoch=1, batch_size=4, validation_steps=bound, export=False)  # fmt: skip
         train(config, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
         said[bound] = [m for m in messages if m.startswith("Validation:")]
-    assert said[None] == ["Validation: all 8 val examples (2 batches) after each epoch of 1 steps, more than half its cost again; --validation-steps N bounds it."]
+    assert said[None] == ["Validation: all 8 val examples (2 batches, forward only: about 67% of an epoch of 1 step) after every epoch; --validation-steps N bounds it."]
     assert said[1] == []

@@ -12,6 +12,7 @@ Exit status: 0 done; 1 a problem with the inputs or settings (one line); 2 a bad
 ``--out`` that cannot be a records folder; 4 another build is writing the same records; 130 Ctrl-C.
 """
 
+import errno
 import sys
 
 from koalarization import safeio
@@ -43,7 +44,9 @@ def main(argv=None):
         return _fail(error)
     except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as error:  # a full disk, say
         reason = safeio.describe_os_error(error.filename or config.out, error) if isinstance(error, OSError) else error.message.splitlines()[0]
-        return _fail(f"{reason}; the finished shards are kept: make room and run the same command with --resume", safeio.EXIT_OUTPUT)
+        full = isinstance(error, tf.errors.ResourceExhaustedError) or getattr(error, "errno", None) == errno.ENOSPC
+        fix = "make room and run" if full else "fix that and run"
+        return _fail(f"{reason}; the finished shards are kept: {fix} the same command with --resume", safeio.EXIT_OUTPUT)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",
