@@ -54,6 +54,7 @@ def load_dataset(
     shuffle_buffer=SHUFFLE_BUFFER,
     cycle_length=CYCLE_LENGTH,
     random_starts=False,
+    skip_batches=0,
 ):
     """Batches ``({"l": (B,S,S,1), "embedding": (B,D)}, ab (B,S,S,2))``, all float32, l and ab in [-1, 1].
 
@@ -66,6 +67,9 @@ def load_dataset(
     read once from a position drawn from the seed, on to its end, then from its start. A new pipeline per epoch
     that reads every shard from its first record would otherwise only ever see the first few hundred
     examples of each shard, however many epochs run.
+
+    ``skip_batches``: the first batches are dropped before they are parsed (a run resumed inside an
+    epoch goes on with the batch it would have trained on next, without decoding those before it).
     """
     if shuffle_buffer < 1 or cycle_length < 1:
         raise ValueError(f"shuffle_buffer and cycle_length must be at least 1, got {shuffle_buffer} and {cycle_length}")
@@ -102,6 +106,8 @@ def load_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=False)
+    if skip_batches:
+        ds = ds.skip(skip_batches)  # serialized batches: skipped unparsed
 
     def to_inputs_targets(serialized):
         example = records.parse_examples(serialized, image_size, dim)

@@ -308,14 +308,17 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     logs = {}
     for epoch in range(initial_epoch, config.epochs):
         callbacks.on_epoch_begin(epoch)
+        first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
+        # The steps the backup already holds: their batches are read again and not trained on; skipped
+        # unparsed in the dataset on one worker, taken from the iterator (each worker its part) on several.
         train_ds = data.load_dataset(
             config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
             shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
             random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see load_dataset
+            skip_batches=0 if several else first,
         )
         iterator = iter(distribute(strategy, train_ds, train_shards))
-        first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
-        for _ in range(first):  # the steps the backup already holds: their batches read again, not trained on
+        for _ in range(first if several else 0):
             next(iterator)
         for step in range(first, steps):
             callbacks.on_train_batch_begin(step)
