@@ -291,3 +291,24 @@ def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monk
     other.wait()
     assert export.main(["--model", run_dir, "--out", str(out)]) == 0  # the lock of a stopped process is taken over
     assert sorted(os.listdir(out.parent)) == ["1"]
+
+
+def test_a_full_disk_while_writing_the_model_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch, capsys):
+    import tensorflow as tf
+
+    monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(16))
+    monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)
+    run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))
+    out = tmp_path / "models" / "1"
+    assert export.main(["--model", run_dir, "--out", str(out), "--max-pixels", "1000000"]) == 0
+    capsys.readouterr()
+
+    def full(module, path, **kwargs):  # TensorFlow's own writer meets a full disk half-way
+        os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", full)
+    assert export.main(["--model", run_dir, "--out", str(out), "--overwrite"]) == safeio.EXIT_OUTPUT
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {out}: no space left on the device") and line.endswith(f"{out} is as it was")
+    assert os.listdir(out.parent) == ["1"] and json.load(open(out / colorizer.EXPORT_INFO_NAME))["max_pixels"] == 1000000
