@@ -28,17 +28,18 @@ class Summary:
 
 # -- files -----------------------------------------------------------------------------------------
 def plan_outputs(inputs, out_dir, compare=False):
-    """``(jobs, missing)``: jobs are ``(input path, output stem under out_dir)``; missing ``(input, reason)``.
+    """``(jobs, missing, films)``: jobs are ``(input path, output stem under out_dir)``; missing ``(input,
+    reason)``; films the video files found in the input folders (outside ``out_dir``), which are not photos.
 
     Names come from the whole set (sorted), so they do not depend on argument order: stems that
     collide (``a.jpg``, ``a.png``) all keep their extension (``a-jpg``, ``a-png``); with ``compare``,
     an input named like another's panel (``x_compare.png`` beside ``x.png``) keeps its extension too.
     """
-    found, missing = {}, []
+    found, missing, passed_over = {}, [], []
     out_real = os.path.realpath(out_dir)
     for item in inputs:
         try:
-            paths = images.find_images([item])
+            paths = images.find_images([item], others=passed_over)
         except FileNotFoundError as error:  # "ITEM: reason"
             missing.append((item, str(error).removeprefix(f"{item}: ")))
             continue
@@ -67,17 +68,14 @@ def plan_outputs(inputs, out_dir, compare=False):
             candidate, n = f"{name}-{n}", n + 1
         taken.add(candidate.lower())
         jobs.append((path, candidate))
-    return jobs, missing
+    from koalarization import films
+
+    videos = sorted(path for path in passed_over if films.is_video(path) and not os.path.realpath(path).startswith(out_real + os.sep))
+    return jobs, missing, videos
 
 
-def _say_videos_left_out(folders, out_dir, log):
-    """Films inside the folders colorize was given are not searched for (a folder is photos): say so
-    (those under the output folder, earlier outputs, aside)."""
-    from koalarization import discovery, films
-
-    out_real = os.path.realpath(out_dir) + os.sep
-    found = (path for folder in folders for path in discovery.discover_images([folder], films.VIDEO_EXTENSIONS).paths)
-    videos = sorted(path for path in found if not os.path.realpath(path).startswith(out_real))
+def _say_videos_left_out(videos, log):
+    """Films inside the folders colorize was given are not colorized with its photos: say so."""
     if videos:
         more = f" and {len(videos) - 1} more" if len(videos) > 1 else ""
         log(f"left out {videos[0]}{more}: films in a folder are not colorized with its photos; name each film "
@@ -161,11 +159,11 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
     ext = FORMATS[config.format]
-    jobs, missing = plan_outputs(config.inputs, config.out_dir, config.compare)
+    jobs, missing, videos = plan_outputs(config.inputs, config.out_dir, config.compare)
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
-    _say_videos_left_out(input_folders, config.out_dir, log)
+    _say_videos_left_out(videos, log)
     inputs_real = {os.path.realpath(path) for path, _ in jobs}
     todo = []
     for path, stem in jobs:

@@ -220,11 +220,14 @@ def discover_images(inputs, extensions=IMAGE_EXTENSIONS):
     return found
 
 
-def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None):
+def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None, others=None):
     """The image paths of :func:`discover_images`, each real file once; every problem (an
     unreadable folder, a loop refused, a broken link) is passed to ``warn`` as one line
-    ``"PATH: reason"`` (default: printed to stderr as ``warning: ...``)."""
+    ``"PATH: reason"`` (default: printed to stderr as ``warning: ...``). ``others``: a list that
+    gets the files passed over for their extension."""
     found = discover_images(inputs, extensions)
+    if others is not None:
+        others.extend(found.others)
     for path, reason in found.problems:
         line = f"{path}: {reason}"
         if warn is None:

@@ -192,7 +192,7 @@ def read_image(path, max_pixels=None, as_tensor=False):
     return rgb if as_tensor else rgb.numpy()
 
 
-def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None):
+def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None, others=None):
     """Expand files, folders (recursively) and glob patterns into a list of image paths, each real
     file once (links and loops followed safely); see :mod:`koalarization.discovery`.
 
@@ -200,5 +200,6 @@ def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None):
     inside folders and globs only ``extensions`` count. Raises ``FileNotFoundError`` for an input
     that matches nothing. Unreadable folders and refused loops go to ``warn`` (default: stderr),
     one line each; ``discovery.discover_images(...).why_empty()`` says why a result is empty.
+    ``others``: a list that gets the files passed over for their extension.
     """
-    return discovery.find_images(inputs, extensions, warn)
+    return discovery.find_images(inputs, extensions, warn, others)
