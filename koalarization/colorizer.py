@@ -16,6 +16,7 @@ another precision would go.
 """
 
 import os
+import zipfile
 
 from koalarization import quiet_tensorflow  # noqa: E402
 
@@ -41,19 +42,20 @@ class ModelError(ValueError):
 # A SavedModel's export.json (written by export): {"working_size", "inception": {...}, "config": <the run's config.json>}
 def embedding_facts(run_config):
     """The ``{"model", "weights": {...}, "dim", ...}`` record of the embedding a run was trained on, or None."""
-    facts = _records_of(run_config).get("embedding")
+    facts = records_facts(run_config).get("embedding")
     return facts if isinstance(facts, dict) else None
 
 
-def _records_of(run_config):
-    """A run config's ``records`` object ({} when it has none, or a hand-edited one of another shape)."""
+def records_facts(run_config):
+    """A run config's ``records`` object, the facts of the records it trained on ({} when it has none,
+    or a hand-edited one of another shape)."""
     records = run_config.get("records") if isinstance(run_config, dict) else None
     return records if isinstance(records, dict) else {}
 
 
 def training_image_size(run_config):
     """The image size a run was trained at, or None."""
-    size = _records_of(run_config).get("image_size")
+    size = records_facts(run_config).get("image_size")
     return size if isinstance(size, int) else None
 
 
@@ -121,8 +123,6 @@ def load_keras_network(model_path):
 
     from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
     from koalarization import precision
-
-    import zipfile
 
     if os.path.isfile(model_path) and not zipfile.is_zipfile(model_path):
         raise ModelError(f"{model_path}: not a .keras file (a .keras file is a zip archive; this one is damaged or something else)")

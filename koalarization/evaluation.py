@@ -325,9 +325,9 @@ def training_keys(run_config, evaluated=None):
         return None, None
     try:
         now = records.facts(records.read_manifest(path))
-        then = run_config.get("records") if isinstance(run_config.get("records"), dict) else None
+        then = colorizer_module.records_facts(run_config) or None
         if then is not None and then != now:
-            changed = ", ".join(k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k))
+            changed = records.changed_facts(then, now)
             return None, (
                 f"the records this run trained on ({path}) were rebuilt since ({changed} changed): which of the "
                 "evaluated images it saw in training cannot be told"

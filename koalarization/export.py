@@ -66,18 +66,15 @@ def main(argv=None):
     except safeio.LockedError as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)
+    except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:  # a full disk, a read-only folder: the version folder holds what it held
-        if isinstance(error, (FileExistsError, FileNotFoundError)):
-            print(f"error: {error}", file=sys.stderr)
-            return 2
         print(f"error: {safeio.describe_os_error(error.filename or config.out, error)}; {config.out} is as it was", file=sys.stderr)
         return safeio.EXIT_OUTPUT
     except KeyboardInterrupt:
         print(f"\ninterrupted: {config.out} holds a whole model, the old one or the new one; run the command again", file=sys.stderr)
         return safeio.EXIT_INTERRUPTED
-    except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     return 0
 
 

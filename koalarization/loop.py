@@ -296,10 +296,10 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     val_ds = None
     if n_val:
         val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
+        batches = math.ceil(n_val / config.batch_size)
         if config.validation_steps:
             val_ds = val_ds.take(config.validation_steps)
-        elif math.ceil(n_val / config.batch_size) / 3 > steps / 2:  # a val batch: forward only, ~1/3 of a train step
-            batches = math.ceil(n_val / config.batch_size)
+        elif batches / 3 > steps / 2:  # a val batch: forward only, ~1/3 of a train step
             log(f"Validation: all {n_val} val examples ({batches} batches, forward only: about {batches / 3 / steps:.0%} of "
                 f"an epoch of {steps} step{'s' if steps > 1 else ''}) after every epoch; --validation-steps N bounds it.")  # fmt: skip
         val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))

@@ -112,6 +112,11 @@ def facts(manifest):
     return json.loads(json.dumps({"image_size": manifest["image_size"], "embedding": manifest["embedding"], "examples": splits}))
 
 
+def changed_facts(before, now):
+    """The names of the :func:`facts` that differ between ``before`` and ``now``, joined ("" when none)."""
+    return ", ".join(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+
+
 def shard_name(split, index, worker_index=None):
     """``train-00003.tfrecord``; with several workers ``train-w01-00003.tfrecord``."""
     worker = "" if worker_index is None else f"w{worker_index:02d}-"

@@ -199,10 +199,14 @@ class Run:
     def save_progress(self, model, epoch, step, loss_total):
         """Inside epoch ``epoch`` (0-based), after ``step`` of its steps (their losses summing to
         ``loss_total``): the backup, so that a kill loses at most the steps since."""
-        if not self.chief:
-            return
+        if self.chief:
+            self._backup(model, epoch=epoch, step=step, loss_total=loss_total)
+
+    def _backup(self, model, **position):
+        """The backup (two generations): the weights and optimizer, ``position`` (``epoch``, and inside
+        an epoch ``step`` and ``loss_total``), the best value so far and the history."""
         os.makedirs(self.path(BACKUP_DIR), exist_ok=True)
-        state = {"epoch": epoch, "step": step, "loss_total": loss_total, "best": self.best, "monitor": self.monitor, "history": self.history}
+        state = {**position, "best": self.best, "monitor": self.monitor, "history": self.history}
         safeio.save_two_generations(self.path(BACKUP), lambda tmp: _write_backup(model, state, tmp))
 
     def end_epoch(self, model, epoch, logs):
@@ -221,9 +225,7 @@ class Run:
         if improved:
             os.makedirs(os.path.dirname(self.path(BEST)), exist_ok=True)
             save_model(model, self.path(BEST))
-        os.makedirs(self.path(BACKUP_DIR), exist_ok=True)
-        state = {"epoch": epoch + 1, "best": self.best, "monitor": self.monitor, "history": self.history}
-        safeio.save_two_generations(self.path(BACKUP), lambda tmp: _write_backup(model, state, tmp))
+        self._backup(model, epoch=epoch + 1)
 
     def finish(self, model):
         """Write model.keras; the caller removes the backup (``close``) once everything is written."""

@@ -149,10 +149,12 @@ def _check_same_records(config, facts):
     """A resumed run goes on with the records it started on: records rebuilt in place (more photos, another
     --val-fraction, other Inception weights) would quietly continue the old model on other data, and move
     photos it trained on into val."""
+    from koalarization import records
+
     saved = rundir.read_config(config.run_dir) or {}
     before, now = saved.get("records"), json.loads(json.dumps(facts))
     if rundir.has_backup(config.run_dir) and before is not None and before != now:
-        differs = ", ".join(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+        differs = records.changed_facts(before, now)
         raise UserError(
             f"{config.run_dir}: this run started on other records than {config.records} holds now ({differs} changed); "
             "resume it with the records it started on, or choose a new --run-dir"

@@ -169,10 +169,12 @@ def image_files(inputs, limit=None, warn=print):
         found = discovery.discover_images(list(inputs))
     except FileNotFoundError as error:
         raise SourceError(str(error)) from None
-    for i in [i for i, key in enumerate(found.keys) if not _is_utf8(key)]:  # a key is stored as UTF-8 text
-        found.problems.append((safeio.shown(found.paths[i]), "its name is not valid UTF-8, which records store names in (rename it); skipped"))
-    good = [i for i, key in enumerate(found.keys) if _is_utf8(key)]
-    found.paths, found.keys, found.sizes = ([column[i] for i in good] for column in (found.paths, found.keys, found.sizes))
+    storable = [_is_utf8(key) for key in found.keys]  # a key is stored as UTF-8 text
+    found.problems += [
+        (safeio.shown(path), "its name is not valid UTF-8, which records store names in (rename it); skipped")
+        for path, ok in zip(found.paths, storable) if not ok
+    ]  # fmt: skip
+    found.paths, found.keys, found.sizes = ([v for v, ok in zip(column, storable) if ok] for column in (found.paths, found.keys, found.sizes))
     for path, reason in found.problems:
         warn(f"warning: {path}: {reason}")
     if not found.paths:
