@@ -59,7 +59,7 @@ _KAPPA = 7.787  # (29/6)^2 / 3
 
 def _srgb_to_linear(rgb):
     rgb = tf.convert_to_tensor(rgb, dtype=tf.float32)
-    return tf.where(rgb > 0.04045, tf.pow((rgb + 0.055) / 1.055, 2.4), rgb / 12.92)
+    return tf.where(rgb > 0.04045, power((tf.maximum(rgb, 0.04045) + 0.055) / 1.055, 2.4), rgb / 12.92)
 
 
 # The Lab companding and its inverse, and Lab -> linear RGB on separate planes: the one copy, used
@@ -191,11 +191,14 @@ def letterbox(image, size, pad_value=1.0):
     if pad_value is None:
         rows, columns = _photo_index(size, top, new_height), _photo_index(size, left, new_width)  # (size,) each
         return tf.ensure_shape(tf.gather(tf.gather(resized, rows), columns, axis=1), [size, size, image.shape[-1]])
-    padded = tf.pad(
-        resized - pad_value,
-        [[top, size - new_height - top], [left, size - new_width - left], [0, 0]],
-    )
-    return tf.ensure_shape(padded + pad_value, [size, size, image.shape[-1]])
+    return _pad(resized, size, top, left, pad_value)
+
+
+def _pad(resized, size, top, left, pad_value):
+    """An image already resized into its letterbox box, at (top, left) -> (size, size, C) with bars of ``pad_value``."""
+    shape = tf.shape(resized)
+    padded = tf.pad(resized - pad_value, [[top, size - shape[0] - top], [left, size - shape[1] - left], [0, 0]])
+    return tf.ensure_shape(padded + pad_value, [size, size, resized.shape[-1]])
 
 
 def _photo_index(size, offset, length):
@@ -249,8 +252,12 @@ def inception_input(rgb, size=INCEPTION_SIZE):
     TensorFlow ops only: runs eagerly, in ``tf.data`` and inside a SavedModel.
     """
     rgb = tf.convert_to_tensor(rgb, tf.float32)
-    gray = tf.image.rgb_to_grayscale(rgb)  # (H, W, 1), gamma-encoded luma in [0, 1]
-    gray = letterbox(gray, size, pad_value=1.0)  # (size, size, 1); resizing one channel, not three
+    shape = tf.shape(rgb)
+    # Shrunk to its size inside the letterbox first (resizing and graying commute): no full-resolution
+    # gray is made.
+    top, left, height, width = letterbox_box(shape[0], shape[1], size)
+    small = tf.image.resize(rgb, tf.stack([height, width]), method="bilinear", antialias=True)  # (h, w, 3)
+    gray = _pad(tf.image.rgb_to_grayscale(small), size, top, left, pad_value=1.0)  # (size, size, 1), luma in [0, 1]
     return tf.tile(2.0 * gray - 1.0, [1, 1, 3])  # (size, size, 3)
 
 

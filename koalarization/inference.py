@@ -35,12 +35,7 @@ def network_inputs(rgb, working_size=colors.IMAGE_SIZE):
     The Inception input is the builder's own function (white bars, as in training).
     """
     l = colors.scale_l(colors.rgb_to_luminance(colors.letterbox(rgb, working_size, pad_value=None)))  # (S, S, 1)
-    shape = tf.shape(rgb)
-    _, _, height, width = colors.letterbox_box(shape[0], shape[1], colors.INCEPTION_SIZE)
-    # Shrunk to its size inside the 299 letterbox first (resizing and graying commute), so that no
-    # full-resolution gray or (H, W, 3) product is ever made; inception_input's own resize is then 1:1.
-    small = tf.image.resize(rgb, tf.stack([height, width]), method="bilinear", antialias=True)  # (h, w, 3)
-    return l, colors.inception_input(small)  # (299, 299, 3) in [-1, 1], the builder's function
+    return l, colors.inception_input(rgb)  # (299, 299, 3) in [-1, 1], the builder's function
 
 
 # The full-resolution part is written for speed and memory: separate float32 planes (no stacking

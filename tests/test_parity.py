@@ -165,18 +165,18 @@ def test_evaluate_scores_exactly_the_pixels_colorize_writes(corpus, written, run
 @pytest.mark.parametrize("name,rows,columns", [("chelsea", None, None), ("astronaut", 400, 90), ("coffee", 45, 60)])
 def test_inference_gives_inception_the_input_the_builder_recorded(name, rows, columns):
     """The embedding a photo gets when colorized is the one it got in the records the network trained
-    on: inference shrinks before graying (no full-size gray is made), the builder grays first; the two
-    agree to float rounding, for a photo shrunk, a tall one and a tiny one that is enlarged."""
+    on, exactly: the builder (from the decoded uint8 pixels) and inference (from the float photo
+    colorize decodes) run the same function, for a photo shrunk, a tall one and a tiny one that is enlarged."""
     import skimage.data
 
     from koalarization import inference
     from tfrecords_builder import builder
 
-    photo = getattr(skimage.data, name)()[:rows, :columns, :3].astype(np.float32) / 255.0
-    at_inference = inference.network_inputs(tf.constant(photo), WORKING_SIZE)[1].numpy()
-    in_the_records = builder._letterbox_and_convert(WORKING_SIZE)(tf.constant(photo))[1].numpy()
+    pixels = np.ascontiguousarray(getattr(skimage.data, name)()[:rows, :columns, :3])  # uint8, as decoded
+    at_inference = inference.network_inputs(colors.to_float_rgb(pixels), WORKING_SIZE)[1].numpy()
+    in_the_records = builder._letterbox_and_convert(WORKING_SIZE)(tf.constant(pixels))[1].numpy()
     assert at_inference.shape == in_the_records.shape == (299, 299, 3)
-    assert np.abs(at_inference - in_the_records).max() < 1e-5  # in [-1, 1] units
+    np.testing.assert_array_equal(at_inference, in_the_records)
 
 
 @pytest.mark.parametrize("name,rows,columns", [("chelsea", None, None), ("astronaut", 400, 90), ("coffee", 45, 60)])

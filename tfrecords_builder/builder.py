@@ -135,9 +135,9 @@ def _in_precision(model, used):
 
 
 def _decode(payload):
-    """payload (path str or encoded bytes) -> (rgb float32 (H, W, 3), None) or (None, reason)."""
+    """payload (path str or encoded bytes) -> (pixels (H, W, C) uint8, uint16 or float32, None) or (None, reason)."""
     try:
-        return images.read_image(payload), None
+        return images.read_pixels(payload), None
     except images.ImageError as error:
         return None, error.reason
     except Exception as error:  # anything else a broken file can raise; report it and go on
@@ -145,33 +145,36 @@ def _decode(payload):
 
 
 @functools.lru_cache(maxsize=None)
-def _letterbox_and_convert(image_size):
-    """sRGB (H, W, 3) -> (Lab (S, S, 3), Inception input (299, 299, 3), gray?), one graph for any H, W.
+def _letterbox_and_convert(image_size, dtype="uint8"):
+    """Decoded pixels (H, W, C) of ``dtype`` -> (Lab (S, S, 3), Inception input (299, 299, 3), gray?),
+    one graph for any H, W and C (``colors.to_float_rgb``, the normalisation every path uses, inside it).
 
-    Traced once per process and size, without AutoGraph: tracing per build (as a ``tf.data`` map
-    function does) or per photo shape costs more than converting a photo. The gray test looks at
-    the photo inside the letterbox (the white bars have no chroma).
+    Traced once per process, size and pixel type, without AutoGraph: tracing per build (as a
+    ``tf.data`` map function does) or per photo shape costs more than converting a photo, and the
+    normalisation run eagerly costs a sixth of it. The gray test looks at the photo inside the
+    letterbox (the white bars have no chroma).
     """
 
-    def convert(rgb):
+    def convert(pixels):
+        rgb = colors.to_float_rgb(pixels)  # (H, W, 3) in [0, 1]
         lab = colors.prepare_lab(rgb, image_size)  # (S, S, 3)
         shape = tf.shape(rgb)
         top, left, height, width = colors.letterbox_box(shape[0], shape[1], image_size)
         gray = colors.is_grayscale(lab[top : top + height, left : left + width])
         return lab, colors.inception_input(rgb), gray
 
-    return tf.function(convert, input_signature=[tf.TensorSpec([None, None, 3], tf.float32)], autograph=False)
+    return tf.function(convert, input_signature=[tf.TensorSpec([None, None, None], tf.as_dtype(dtype))], autograph=False)
 
 
 def _prepare(position, payload, convert, keep_gray):
     """One input -> dict: position, reason (None if fine), height, width, lab, inception."""
-    rgb, reason = _decode(payload)
+    pixels, reason = _decode(payload)
     if reason is not None:
         return {"position": position, "reason": reason}
-    lab, inception, gray = convert(rgb)  # (S, S, 3), (299, 299, 3), ()
+    lab, inception, gray = convert(pixels.dtype.name)(pixels)  # (S, S, 3), (299, 299, 3), ()
     if bool(gray) and not keep_gray:
         return {"position": position, "reason": GRAYSCALE}
-    height, width = rgb.shape[:2]
+    height, width = pixels.shape[:2]
     return {
         "position": position,
         "reason": None,
@@ -189,7 +192,7 @@ def _prepared_stream(source, positions, image_size, lookahead, keep_gray):
     ``lookahead`` inputs ahead of the consumer: while the caller embeds one batch, the next one is
     being prepared, and memory holds about two batches whatever the size of the dataset.
     """
-    convert = _letterbox_and_convert(image_size)
+    convert = functools.partial(_letterbox_and_convert, image_size)  # pixel type -> its graph
     pending = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(PREP_THREADS, thread_name_prefix="prepare") as pool:
         try:
