@@ -74,7 +74,8 @@ def main(argv=None, inception=None):
     config = parse_args(argv)
     print(json.dumps(dataclasses.asdict(config)))
     try:
-        summary = colorizing.colorize_files(config, inception=inception)
+        with safeio.removed_if_left_empty(config.out_dir):
+            summary = colorizing.colorize_files(config, inception=inception)
     except (safeio.OutputPathError, safeio.LockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return safeio.exit_status(error)

@@ -85,10 +85,11 @@ def main(argv=None):
     config = parse_args(argv)
     print(json.dumps(dataclasses.asdict(config)))
     try:
-        safeio.check_output_dir(config.out_dir)  # before TensorFlow and any model
-        from koalarization import embedding, evaluation
+        with safeio.removed_if_left_empty(config.out_dir):
+            safeio.check_output_dir(config.out_dir)  # before TensorFlow and any model
+            from koalarization import embedding, evaluation
 
-        report = evaluation.evaluate(config)
+            report = evaluation.evaluate(config)
     except KeyboardInterrupt:
         print("\ninterrupted: no report written (a report is written whole at the end); run the command again", file=sys.stderr)
         return safeio.EXIT_INTERRUPTED

@@ -22,6 +22,7 @@ root, shards mixed by a hash of the key, gray photos left out. Records of anothe
 refused with one line that says to rebuild them.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -285,8 +286,17 @@ def write_shard(path, serialized_examples):
     removed. Returns the number of examples written."""
     count = 0
     with safeio.atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for serialized in serialized_examples:
-                writer.write(serialized)
+        with safeio.tensorflow_write_errors(path):
+            writer = tf.io.TFRecordWriter(tmp)
+        try:
+            for serialized in serialized_examples:  # making the examples (decoding, embedding) raises its own errors
+                with safeio.tensorflow_write_errors(path):
+                    writer.write(serialized)
                 count += 1
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to tell
+                writer.close()
+            raise
+        with safeio.tensorflow_write_errors(path):  # a full disk may show only when the last bytes are flushed
+            writer.close()
     return count

@@ -327,13 +327,19 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
 
 # -- locks ------------------------------------------------------------------------------------------
 def _alive(pid):
+    """Whether process ``pid`` (on this host) still runs: a killed one its parent has not reaped yet
+    (a zombie, state ``Z`` in ``/proc/PID/stat``) runs no more and holds nothing."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[:1] != [b"Z"]  # "PID (COMMAND) STATE ...": the name may hold ")"
+    except (OSError, IndexError):  # no /proc (not Linux): kill(pid, 0) is all we can tell
+        return True
 
 
 class DirLock:
@@ -454,6 +460,26 @@ def check_output_dir(path, inputs=(), what="output folder", create=True):
     return real
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(path):
+    """Inside: a command that may create the folder ``path`` (and its missing parents). If the block
+    fails (a model that cannot be loaded, Ctrl-C...) the folders it created are removed again while
+    they are still empty: a failed command leaves no trace behind."""
+    missing, probe = [], _realpath(path)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        missing.append(probe)  # deepest first
+        probe = os.path.dirname(probe)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:
+            try:
+                os.rmdir(folder)  # only an empty folder goes
+            except OSError:
+                break
+        raise
+
+
 def same_file(a, b):
     """True when ``a`` and ``b`` are the same file on disk (through any symlinks or hard links)."""
     try:
@@ -471,3 +497,28 @@ def _reason(error):
 def describe_os_error(path, error):
     """One line for an OSError met while writing ``path`` (disk full, permission, ...)."""
     return f"{path}: {_reason(error)}"
+
+
+def what_to_do(error):
+    """The first words of the advice after a write error: "make room" for a full disk, else "fix that"."""
+    return "make room" if isinstance(error, OSError) and error.errno == errno.ENOSPC else "fix that"
+
+
+@contextlib.contextmanager
+def tensorflow_write_errors(path):
+    """Inside: an error of TensorFlow's own file writers (``TFRecordWriter``, ``tf.saved_model.save``)
+    becomes an ``OSError`` naming ``path`` (``ENOSPC`` for a full disk, ``EACCES``, else ``EIO``), as
+    Python's writes raise. Only the writes go inside: an out-of-memory error of a network is a
+    ``ResourceExhaustedError`` too, and must not read as a full disk."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError,
+            tf.errors.FailedPreconditionError, tf.errors.DataLossError) as error:  # fmt: skip
+        message = (error.message or type(error).__name__).strip().splitlines()[0]
+        if isinstance(error, tf.errors.ResourceExhaustedError) or "No space left" in message:
+            code = errno.ENOSPC
+        else:
+            code = errno.EACCES if isinstance(error, tf.errors.PermissionDeniedError) else errno.EIO
+        raise OSError(code, message, path) from None

@@ -4,7 +4,6 @@
 """
 
 
-import errno
 import json
 import os
 import re
@@ -138,11 +137,8 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
     signatures = {"serving_default": module.serve, "colorize_lab": module.colorize_lab, "embed": module.embed}
     staging = safeio.temporary_name(out_dir)  # ".1.tmp-PID-HOST": removed by the next export if this one is killed
     try:
-        try:
+        with safeio.tensorflow_write_errors(out_dir):  # a full disk, say
             tf.saved_model.save(module, staging, signatures=signatures)
-        except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError) as error:  # a full disk, say
-            full = isinstance(error, tf.errors.ResourceExhaustedError) or "No space left" in error.message
-            raise OSError(errno.ENOSPC if full else errno.EIO, error.message.strip().splitlines()[0], out_dir) from None
         weights = inception_weights if isinstance(inception_weights, dict) else embedding.describe_weights(inception_weights)
         info = {
             "koalarization_version": koalarization.__version__,

@@ -14,7 +14,6 @@ at once. Exit status: 0 done, 2 bad command line or input, 3 unusable run dir, 4
 """
 
 import argparse
-import errno
 import sys
 
 from koalarization import rundir, safeio
@@ -100,8 +99,7 @@ def main(argv=None):
         return safeio.exit_status(error)
     except OSError as error:  # a full disk, say, while saving: the last backup is whole (written atomically)
         where = error.filename or (config.run_dir if config else "the run dir")
-        fix = "make room and run" if error.errno == errno.ENOSPC else "fix that and run"
-        print(f"error: {safeio.describe_os_error(where, error)}; {fix} the same command again to resume", file=sys.stderr)
+        print(f"error: {safeio.describe_os_error(where, error)}; {safeio.what_to_do(error)} and run the same command again to resume", file=sys.stderr)
         return safeio.EXIT_OUTPUT
     if result.is_chief:
         print(f"Run dir: {result.run_dir}")

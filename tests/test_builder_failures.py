@@ -107,6 +107,25 @@ def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(phot
     assert records.read_manifest(str(out))["splits"]["train"]["examples"] + records.read_manifest(str(out))["splits"]["val"]["examples"] == 6
 
 
+def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path, capsys, other_process):
+    """kill -9 of a builder started from a script leaves a zombie until the script reaps it; the
+    rerun right after must take the lock over, not say the records are in use by that pid."""
+    import signal
+    import time
+
+    out = _built(photos, tmp_path, capsys)
+    _lock(out, other_process.pid)
+    other_process.send_signal(signal.SIGKILL)  # not waited for: a zombie
+    for _ in range(100):
+        with open(f"/proc/{other_process.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
+    assert status == 0, err  # not EXIT_LOCKED "in use by pid ..."
+    assert not (out / ".lock").exists()  # taken over, then released
+
+
 def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, other_process):
     out = tmp_path / "records"
     out.mkdir()
@@ -259,18 +278,41 @@ def test_a_killed_build_resumes_takes_its_lock_over_and_leaves_no_temporaries(ph
 def test_a_full_disk_is_one_line_and_keeps_the_finished_shards(photos, tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
-    real, written = records.write_shard, []
+    real_writer, opened = tf.io.TFRecordWriter, []
 
-    def fills_up(path, examples):  # the third shard meets a full disk, as TFRecordWriter reports it
-        if len(written) == 2:
-            raise tf.errors.ResourceExhaustedError(None, None, f"{path}.tmp-1-host; No space left on device")
-        written.append(path)
-        return real(path, examples)
+    class FillsUp(real_writer):  # the third shard meets a full disk, as TensorFlow's writer reports it
+        def __init__(self, path, *args, **kwargs):
+            super().__init__(path, *args, **kwargs)
+            opened.append(path)
 
-    monkeypatch.setattr(records, "write_shard", fills_up)
+        def write(self, record):
+            if len(opened) == 3:
+                raise tf.errors.ResourceExhaustedError(None, None, f"{opened[-1]}; No space left on device")
+            super().write(record)
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FillsUp)
     out = tmp_path / "records"
     status, err = run(["--out", str(out), "--images", photos], capsys)
     assert status == safeio.EXIT_OUTPUT
     [line] = [line for line in err if "building:" not in line]
-    assert "No space left on device" in line and "run the same command with --resume" in line
-    assert sorted(os.path.basename(p) for p in written) == sorted(n for n in os.listdir(out) if n.endswith(".tfrecord"))
+    assert "no space left on the device" in line and "make room and run the same command with --resume" in line
+    assert sorted(n for n in os.listdir(out) if n.endswith(".tfrecord")) == ["train-00000.tfrecord", "train-00001.tfrecord"]
+    assert not [n for n in os.listdir(out) if safeio.TEMP_MARK in n]  # the third shard's part file is gone
+
+
+def test_out_of_memory_while_embedding_is_not_called_a_full_disk(photos, tmp_path, capsys, monkeypatch):
+    """Inception running out of memory raises ResourceExhaustedError, as a full disk does through
+    TensorFlow's writer: the line must say memory and --batch-size, not "make room"."""
+    import tensorflow as tf
+
+    def fake_build_inception(weights):
+        def embed(batch):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,147,147,64]")
+
+        return embed
+
+    monkeypatch.setattr(embedding, "build_inception", fake_build_inception)
+    status, err = run(["--out", str(tmp_path / "records"), "--images", photos], capsys)
+    assert status == 1
+    [line] = [line for line in err if "building:" not in line]
+    assert "out of memory while embedding" in line and "smaller --batch-size" in line and "make room" not in line

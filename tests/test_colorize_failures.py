@@ -169,7 +169,7 @@ def test_a_full_disk_is_one_line_and_exit_3(tmp_path, run_dir, embedder, capsys,
     monkeypatch.setattr(safeio, "write_bytes", full)
     code, err = run_cli(colorize.main, [source, "-o", str(tmp_path / "out"), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
     assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "no space left on the device" in err[0]
-    assert os.listdir(tmp_path / "out") == []  # no half-written file left
+    assert not (tmp_path / "out").exists()  # no half-written file left, nor the empty folder this command made
 
 
 def test_batches_are_bounded_by_pixels_not_only_by_count():
@@ -270,9 +270,10 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
     with pytest.raises(rundir.RunDirError, match='damaged run config \\(its "config" is not an object\\)'):
         rundir.check(nested, {"epochs": 1})  # what train says of that run dir, in one line
     for model, reason in expected.items():
-        for main, argv in ((colorize.main, [source, "-o", str(tmp_path / "out")]), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e")])):
+        for main, argv in ((colorize.main, [source, "-o", str(tmp_path / "out" / "new")]), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e")])):
             code, err = run_cli(main, [*argv, "--model", model], capsys)
             assert code == 2 and len(err) == 1 and reason in err[0], (main.__module__, err)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "e").exists()  # a failed command leaves no empty folders behind
 
 
 @pytest.mark.parametrize("command", ["colorize", "evaluate", "export"])

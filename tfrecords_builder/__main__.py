@@ -12,7 +12,6 @@ Exit status: 0 done; 1 a problem with the inputs or settings (one line); 2 a bad
 ``--out`` that cannot be a records folder; 4 another build is writing the same records; 130 Ctrl-C.
 """
 
-import errno
 import sys
 
 from koalarization import safeio
@@ -42,11 +41,15 @@ def main(argv=None):
         return _fail(error, safeio.exit_status(error, default=1))
     except (BuildError, WeightsUnavailableError) as error:
         return _fail(error)
-    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as error:  # a full disk, say
-        reason = safeio.describe_os_error(error.filename or config.out, error) if isinstance(error, OSError) else error.message.splitlines()[0]
-        full = isinstance(error, tf.errors.ResourceExhaustedError) or getattr(error, "errno", None) == errno.ENOSPC
-        fix = "make room and run" if full else "fix that and run"
-        return _fail(f"{reason}; the finished shards are kept: {fix} the same command with --resume", safeio.EXIT_OUTPUT)
+    except OSError as error:  # a full disk, say (the shard writer's errors are OSErrors: records.write_shard)
+        reason = safeio.describe_os_error(error.filename or config.out, error)
+        return _fail(f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume", safeio.EXIT_OUTPUT)
+    except tf.errors.ResourceExhaustedError as error:  # out of memory while embedding a batch
+        first = (error.message or "").strip().splitlines()[:1]
+        return _fail(
+            f"out of memory while embedding a batch of {config.batch_size} ({first[0] if first else 'ResourceExhaustedError'}); "
+            "the finished shards are kept: run the same command with a smaller --batch-size and --resume"
+        )
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",

@@ -171,7 +171,10 @@ def _prepare(position, payload, convert, keep_gray):
     pixels, reason = _decode(payload)
     if reason is not None:
         return {"position": position, "reason": reason}
-    lab, inception, gray = convert(pixels.dtype.name)(pixels)  # (S, S, 3), (299, 299, 3), ()
+    try:
+        lab, inception, gray = convert(pixels.dtype.name)(pixels)  # (S, S, 3), (299, 299, 3), ()
+    except (tf.errors.ResourceExhaustedError, MemoryError):  # a huge photo on a small machine: skipped, the build goes on
+        return {"position": position, "reason": f"out of memory preparing it ({pixels.shape[1]}x{pixels.shape[0]} pixels)"}
     if bool(gray) and not keep_gray:
         return {"position": position, "reason": GRAYSCALE}
     height, width = pixels.shape[:2]
