@@ -95,6 +95,15 @@ FIGURES = (
     ),
 )
 ALL_KEYS = tuple(k for keys, _, _ in FIGURES for k in keys)
+# Figures of the commands that never train: measured in a child process that runs as those commands
+# do (koalarization.inference_only_command: oneDNN packs the weights once). The training figures
+# stay in this process, where that setting must be absent: TensorFlow reads it once per process.
+INFERENCE_ONLY = {
+    "pipeline:builder_throughput", "precision:builder_figures", "precision:colorize_figures", "precision:savedmodel_figures",
+    "pipeline:savedmodel_latency", "speed:speed_figures", "memory:builder_memory", "memory:colorize_memory",
+    "video:video_figures", "memory:serving_memory",
+}  # fmt: skip
+CHILD = "KOALARIZATION_BENCHMARKS_INFERENCE"  # set in that child process
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,12 +155,49 @@ def parse_args(argv=None):
 
 
 def run_figures(config, log):
-    """Every selected figure; one that fails to measure becomes an 'error' row and the rest go on."""
+    """Every selected figure; one that fails to measure becomes an 'error' row and the rest go on.
+    The inference-only ones run in one child process (see ``INFERENCE_ONLY``)."""
+    from koalarization import FROZEN_WEIGHTS_VARIABLE
+
+    selected = [f for f in FIGURES if not config.only or set(f[0]) & set(config.only)]
+    if os.environ.get(CHILD):
+        return _measure(config, selected, log)
+    if os.environ.get(FROZEN_WEIGHTS_VARIABLE):
+        raise SystemExit(f"error: unset {FROZEN_WEIGHTS_VARIABLE}: the training figures must run without it (the benchmarks set it for the inference figures)")
+    here = [f for f in selected if f[2] not in INFERENCE_ONLY]
+    child = [f for f in selected if f[2] in INFERENCE_ONLY]
+    rows = _measure(config, here, log) + (_measure_in_child(config, child, log) if child else [])
+    order = {key: i for i, key in enumerate(ALL_KEYS)}
+    return sorted(rows, key=lambda row: order.get(row["key"], len(order)))
+
+
+def _measure_in_child(config, selected, log):
+    """``selected`` measured by ``python -m benchmarks --only ...`` with the commands' environment."""
+    import json
+    import subprocess
+    import tempfile
+
+    from koalarization import FROZEN_WEIGHTS_VARIABLE
+
+    wanted = [k for keys, _, _ in selected for k in keys if not config.only or k in config.only]
+    log(f"inference figures in a child process with {FROZEN_WEIGHTS_VARIABLE}=1, as the commands run: {', '.join(wanted)}")
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as out:
+        argv = [sys.executable, "-m", "benchmarks", "--only", ",".join(wanted), "--out", out]
+        argv += [flag for flag, on in (("--quick", config.quick), ("--smoke", config.smoke), ("--verbose", config.verbose)) if on]
+        done = subprocess.run(argv, env={**os.environ, FROZEN_WEIGHTS_VARIABLE: "1", CHILD: "1"})
+        try:
+            with open(os.path.join(out, f"{config.mode}.json")) as f:
+                return json.load(f)["figures"]
+        except (OSError, ValueError, KeyError) as error:
+            failure = RuntimeError(f"the child process exited {done.returncode} without results ({type(error).__name__})")
+            return [error_figure(k, t, failure) for keys, titles, _ in selected for k, t in zip(keys, titles) if k in wanted]
+
+
+def _measure(config, selected, log):
     import importlib
 
     from tqdm import tqdm
 
-    selected = [f for f in FIGURES if not config.only or set(f[0]) & set(config.only)]
     rows = []
     for keys, titles, target in tqdm(selected, desc="benchmarks", unit="figure", file=sys.stdout):
         module_name, function_name = target.split(":")
@@ -183,6 +229,10 @@ def main(argv=None):
     else:
         rows = run_figures(config, log)
     info["load_average_end"] = machine.load_average()
+    if not config.gpu_jax:
+        from koalarization import FROZEN_WEIGHTS_VARIABLE
+
+        info["inference_environment"] = f"{FROZEN_WEIGHTS_VARIABLE}=1 (as colorize, video, evaluate, export and the builder run)"
     results = {
         "mode": config.mode,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -38,7 +38,8 @@ def markdown(results):
         f"load average {m['load_average_start']} at start, {m.get('load_average_end')} at end.",
         "",
         f"bf16 goals: {'apply' if m.get('bf16_native', m['bf16_supported']) else 'n/a'} here ({m.get('bf16_reason', '')}); "
-        "ratios of two sides timed in alternation, ± the spread of the per-round ratio.",
+        "ratios of two sides timed in alternation, ± the spread of the per-round ratio."
+        + (f" Inference figures ran with {m['inference_environment']}; training figures without." if m.get("inference_environment") else ""),
         "",
         "| figure | measured | against | ratio | goal | result | notes |",
         "|---|---|---|---|---|---|---|",

@@ -62,3 +62,18 @@ def quiet_tensorflow():
     """Import TensorFlow (once) with its start-up noise hidden; a no-op on other Keras backends."""
     if not verbose_requested() and tensorflow_wanted():
         _import_tensorflow_quietly()
+
+
+# oneDNN (TensorFlow's CPU kernels on x86) re-packs each convolution's weights into its own layout
+# at every call unless told that they never change; then it packs them once per kernel. Measured on
+# an AMX Xeon (Inception-ResNet-v2, one photo): bf16 83 -> 51 ms, float32 141 -> 125 ms; 3-10% at
+# batch 8-16. TensorFlow reads the variable once, at the first convolution, for the whole process:
+# a process that trains must never have it (its weights change every step).
+FROZEN_WEIGHTS_VARIABLE = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
+
+
+def inference_only_command():
+    """Called first by the commands that only run networks and never train (``colorize``, ``video``,
+    ``evaluate``, ``export``, ``tfrecords_builder``), when run as commands, not when imported: see
+    ``FROZEN_WEIGHTS_VARIABLE``. A value the user set is kept."""
+    os.environ.setdefault(FROZEN_WEIGHTS_VARIABLE, "1")

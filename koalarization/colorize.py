@@ -33,6 +33,7 @@ import dataclasses
 import json
 import sys
 
+import koalarization
 from koalarization import colorizing, films, options, safeio
 
 
@@ -97,4 +98,5 @@ __getattr__ = options.forwarding(__name__, "koalarization.colorizing")  # e.g. c
 
 
 if __name__ == "__main__":
+    koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
     sys.exit(main())

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import sys
 
+import koalarization
 from koalarization import options, safeio
 from koalarization.configs import EvaluateConfig
 
@@ -108,4 +109,5 @@ __getattr__ = options.forwarding(__name__, "koalarization.evaluation")  # e.g. e
 
 
 if __name__ == "__main__":
+    koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
     sys.exit(main())

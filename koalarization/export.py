@@ -37,6 +37,7 @@ import dataclasses
 import json
 import sys
 
+import koalarization
 from koalarization import options, safeio, saved_model
 
 
@@ -82,4 +83,5 @@ __getattr__ = options.forwarding(__name__, "koalarization.saved_model")  # e.g. 
 
 
 if __name__ == "__main__":
+    koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
     sys.exit(main())

@@ -9,9 +9,11 @@ this module forwards, so ``koalarization.video.colorize_video`` and the like kee
 
 import sys
 
+import koalarization
 from koalarization import films, options
 
 __getattr__ = options.forwarding(__name__, "koalarization.films")
 
 if __name__ == "__main__":
+    koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
     sys.exit(films.main())

@@ -46,6 +46,7 @@ def test_quick_run_writes_every_figure(tmp_path):
 
     table = (tmp_path / "quick.md").read_text()
     assert f"bf16 goals: {'apply' if native else 'n/a'} here" in table
+    assert "Inference figures ran with TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1" in table  # measured as the commands run
     for row in results["figures"]:
         assert f"| {row['figure']} |" in table
 

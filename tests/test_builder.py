@@ -331,6 +331,22 @@ def test_tfds_source_with_mock_data(tmp_path):
     assert all((e["height"], e["width"]) == (32, 32) for e in found.values())
 
 
+def test_tfds_gets_as_far_as_downloading_in_this_install(tmp_path, monkeypatch, capsys):
+    """Preparing a TFDS dataset runs tensorflow-datasets' own code up to the download (finding the
+    dataset's checksums needs importlib_resources, which nothing else pulls in): offline, the one
+    line must be about the download, not a module missing from the install."""
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection: [Errno -3] Temporary failure in name resolution")
+
+    for method in ("download", "download_and_extract"):
+        monkeypatch.setattr(tfds.download.DownloadManager, method, offline)
+    argv = ["--out", str(tmp_path / "r"), "--tfds", "tf_flowers", "--tfds-data-dir", str(tmp_path / "tfds"), "--inception-weights", "random"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot be downloaded (ConnectionError" in err, err
+
+
 def test_tfds_offline_and_unknown_name_are_one_line_errors(tmp_path, monkeypatch, capsys):
     def offline(self, *args, **kwargs):
         raise ConnectionError("Failed to establish a new connection: [Errno -3] Temporary failure in name resolution")

@@ -153,3 +153,71 @@ def test_bfloat16_copy_folds_batch_norm_into_its_convolution_and_keeps_the_outpu
     for want, got in zip(network(inputs), copy(inputs)):
         want, got = np.asarray(want), np.asarray(tf.cast(got, tf.float32))
         assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.02
+
+
+# -- oneDNN packs the weights once in the commands that never train ---------------------------------
+ENVIRONMENT_OF = """
+import importlib, os, runpy, sys
+module = sys.argv[1]
+importlib.import_module(module if module != "tfrecords_builder" else "tfrecords_builder.__main__")
+print(os.environ.get("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "unset"))  # imported (tests, notebooks): nothing changes
+sys.argv = [module, "--help"]
+try:
+    runpy.run_module(module, run_name="__main__")
+except SystemExit:
+    pass
+print(os.environ.get("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "unset"))  # run as the command
+"""
+
+
+@pytest.mark.parametrize(
+    "module, frozen",
+    [("koalarization.colorize", "1"), ("koalarization.video", "1"), ("koalarization.evaluate", "1"),
+     ("koalarization.export", "1"), ("tfrecords_builder", "1"), ("koalarization.train", "unset"), ("koalarization.demo", "unset")],
+)  # fmt: skip
+def test_only_the_commands_that_never_train_tell_onednn_the_weights_are_frozen(module, frozen):
+    """TensorFlow reads TF_ONEDNN_ASSUME_FROZEN_WEIGHTS once per process: set in a process that trains,
+    every step would run on the weights packed at the first one. Set only as a command (not on import)."""
+    import subprocess
+    import sys
+
+    environment = {k: v for k, v in os.environ.items() if k != "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"}
+    done = subprocess.run([sys.executable, "-c", ENVIRONMENT_OF, module], capture_output=True, text=True, timeout=120, env=environment)
+    assert [line for line in done.stdout.splitlines() if line in ("1", "unset")][-2:] == ["unset", frozen], (done.stdout[-1000:], done.stderr[-2000:])
+
+
+COLORIZE_FROZEN = """
+import sys
+import numpy as np
+import koalarization
+koalarization.inference_only_command()
+import keras
+from koalarization import colorizer
+network, embedder = colorizer.load_keras_network(sys.argv[1]), keras.saving.load_model(sys.argv[2])
+rgb = np.load(sys.argv[3])
+for precision in ("float32", "bfloat16"):
+    model = colorizer.Colorizer.from_keras(network, embedder, 64, precision=precision)
+    for _ in range(3):  # the first call packs the weights, the next ones use them
+        out = model.colorize([rgb])[0].numpy()
+    np.save(sys.argv[4] + precision + ".npy", out)
+"""
+
+
+def test_weights_packed_once_give_the_same_picture(tmp_path):
+    """colorize, the builder and the server's users run with oneDNN's packed weights; training and this
+    test process without: both must give the same colours (within 1/255), in float32 and bfloat16."""
+    import subprocess
+    import sys
+
+    network, embedder = tinted_colorizer(16), stand_in_embedder(16)
+    network.save(tmp_path / "colorizer.keras")
+    embedder.save(tmp_path / "embedder.keras")
+    rgb = np.random.default_rng(0).random((45, 70, 3)).astype(np.float32)
+    np.save(tmp_path / "rgb.npy", rgb)
+    argv = [str(tmp_path / name) for name in ("colorizer.keras", "embedder.keras", "rgb.npy", "frozen-")]
+    done = subprocess.run([sys.executable, "-c", COLORIZE_FROZEN, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for precision in ("float32", "bfloat16"):
+        here = colorizer.Colorizer.from_keras(network, embedder, 64, precision=precision).colorize([rgb])[0].numpy()
+        packed = np.load(tmp_path / f"frozen-{precision}.npy")
+        assert np.abs(here.astype(int) - packed.astype(int)).max() <= 1, precision

@@ -14,6 +14,7 @@ Exit status: 0 done; 1 a problem with the inputs or settings (one line); 2 a bad
 
 import sys
 
+import koalarization
 from koalarization import safeio
 from tfrecords_builder.config import config_from_args
 
@@ -60,4 +61,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
     sys.exit(main())
