@@ -18,6 +18,7 @@ import sys
 import time
 
 from benchmarks import error_figure, machine, report
+from koalarization import FROZEN_WEIGHTS_VARIABLE  # light: no TensorFlow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +158,6 @@ def parse_args(argv=None):
 def run_figures(config, log):
     """Every selected figure; one that fails to measure becomes an 'error' row and the rest go on.
     The inference-only ones run in one child process (see ``INFERENCE_ONLY``)."""
-    from koalarization import FROZEN_WEIGHTS_VARIABLE
-
     selected = [f for f in FIGURES if not config.only or set(f[0]) & set(config.only)]
     if os.environ.get(CHILD):
         return _measure(config, selected, log)
@@ -176,8 +175,6 @@ def _measure_in_child(config, selected, log):
     import json
     import subprocess
     import tempfile
-
-    from koalarization import FROZEN_WEIGHTS_VARIABLE
 
     wanted = [k for keys, _, _ in selected for k in keys if not config.only or k in config.only]
     log(f"inference figures in a child process with {FROZEN_WEIGHTS_VARIABLE}=1, as the commands run: {', '.join(wanted)}")
@@ -230,8 +227,6 @@ def main(argv=None):
         rows = run_figures(config, log)
     info["load_average_end"] = machine.load_average()
     if not config.gpu_jax:
-        from koalarization import FROZEN_WEIGHTS_VARIABLE
-
         info["inference_environment"] = f"{FROZEN_WEIGHTS_VARIABLE}=1 (as colorize, video, evaluate, export and the builder run)"
     results = {
         "mode": config.mode,
