@@ -2,7 +2,7 @@
 
 import keras
 
-from koalarization import model
+from koalarization.model import network as model
 
 EMBEDDING_DIM = 1000
 

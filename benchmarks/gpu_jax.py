@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks import figure
 from benchmarks.flops import EMBEDDING_DIM, train_flops_per_image
-from koalarization import model
+from koalarization.model import network as model
 
 CALLS_PER_TIMING = 10  # back-to-back matmuls per timing, so dispatch overhead does not count
 

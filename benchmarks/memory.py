@@ -27,7 +27,8 @@ LARGEST_DEFAULT = (10000, 10000)  # the largest photo under the default --max-pi
 BUILDER_SCRIPT = """
 import sys
 import numpy as np
-from tfrecords_builder import BuildConfig, build
+from tfrecords_builder.config import BuildConfig
+from tfrecords_builder.builder import build
 photos, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])  # argv[0] is the script
 matrix = np.random.default_rng(0).normal(size=(3, 1000)).astype(np.float32)
 embed = lambda x: np.asarray(x).mean(axis=(1, 2)) @ matrix  # (B, 299, 299, 3) -> (B, 1000)
@@ -109,7 +110,7 @@ def colorize_memory(sizes, log=print):
     """Figure: peak memory of ``python -m koalarization.colorize`` on one big photo, vs the 4 GB limit."""
     import keras
 
-    from koalarization import model
+    from koalarization.model import network as model
 
     height, width = sizes.colorize_shape
     with tempfile.TemporaryDirectory(prefix="bench-colorizemem-") as tmp:
@@ -167,13 +168,15 @@ def serving_memory(sizes, log=print):
     import keras
 
     from benchmarks.pipeline import embedder
-    from koalarization import colorizer, export, model
+    from koalarization.model import colorizer
+    from koalarization.export import savedmodel as saved_model
+    from koalarization.model import network as model
 
     height, width = LARGEST_DEFAULT if sizes.colorize_baseline else sizes.colorize_shape
     with tempfile.TemporaryDirectory(prefix="bench-servemem-") as tmp:
         log("exporting a SavedModel for the serving memory figures")
         network = model.build_colorizer(1000)
-        export.export_saved_model(colorizer.Colorizer.from_keras(network, embedder(False)), os.path.join(tmp, "1"), "random")
+        saved_model.export_saved_model(colorizer.Colorizer.from_keras(network, embedder(False)), os.path.join(tmp, "1"), "random")
         keras.backend.clear_session()
         rng = np.random.default_rng(0)
         files = {"small": (224, 224), "big": (height, width)}

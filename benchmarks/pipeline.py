@@ -18,7 +18,10 @@ import tensorflow as tf
 from benchmarks import figure, interleaved_medians, seconds
 from benchmarks.flops import EMBEDDING_DIM
 from benchmarks.photos import jpeg_bytes, write_jpegs
-from koalarization import colors, embedding, export, model
+from koalarization.export import savedmodel as saved_model
+from koalarization import colors
+from koalarization.model import inception as embedding
+from koalarization.model import network as model
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,7 +41,8 @@ def _embedder_name(sizes):
 
 def builder_throughput(sizes, log=print):
     """Figure: builder images/s vs Inception forward alone at the same batch size."""
-    from tfrecords_builder import BuildConfig, build
+    from tfrecords_builder.config import BuildConfig
+    from tfrecords_builder.builder import build
 
     batch = sizes.builder_batch
     count = max(batch, sizes.builder_images // batch * batch)  # whole batches only: no retracing
@@ -97,7 +101,7 @@ def model_sources(real):
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f)
     start = time.perf_counter()
-    saved = export.export_saved_model(network, os.path.join(folder, "1"), "random", inception=embedder(real), config=config)
+    saved = saved_model.export_saved_model(network, os.path.join(folder, "1"), "random", inception=embedder(real), config=config)
     return run, saved, time.perf_counter() - start
 
 

@@ -19,8 +19,10 @@ import tensorflow as tf
 from benchmarks import alternate_until_stable, figure, machine, stability_note
 from benchmarks.flops import EMBEDDING_DIM
 from benchmarks.photos import jpeg_bytes, synthetic_photos, write_jpegs
-from koalarization import colorizer as colorizer_lib
-from koalarization import colors, model, precision, saved_model
+from koalarization.model import colorizer as colorizer_lib
+from koalarization import colors, precision
+from koalarization.model import network as model
+from koalarization.export import savedmodel as saved_model
 
 def _native():
     native, reason = precision.native_bf16()
@@ -56,7 +58,8 @@ def _network():
 # -- the builder --------------------------------------------------------------------------------
 def builder_figures(sizes, log=print):
     """Figures: builder images/s in bfloat16 vs float32 (whole builds); bf16 embeddings vs float32."""
-    from tfrecords_builder import BuildConfig, build
+    from tfrecords_builder.config import BuildConfig
+    from tfrecords_builder.builder import build
 
     batch = sizes.builder_batch
     count = batch if _quick(sizes) else max(batch, sizes.builder_images // batch * batch)

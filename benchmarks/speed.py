@@ -19,8 +19,10 @@ from benchmarks import figure, interleaved_medians
 from benchmarks.flops import EMBEDDING_DIM
 from benchmarks.photos import jpeg_bytes
 from benchmarks.pipeline import _embedder_name, embedder, model_sources
-from koalarization import colorizing, images, model
-from koalarization.colorizer import Colorizer
+from koalarization import images
+from koalarization.colorize import files as colorizing
+from koalarization.model import network as model
+from koalarization.model.colorizer import Colorizer
 
 PHOTO = (768, 1024)  # (height, width)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +89,7 @@ def colorize_throughput(sizes, log=print):
 
 NETWORKS_ONCE = """
 import sys, time
-from koalarization.colorizer import Colorizer
+from koalarization.model.colorizer import Colorizer
 from koalarization import images
 colorizer = Colorizer.load(sys.argv[1], log=lambda _: None)
 colorizer.predict_prepared([colorizer.prepare(images.read_image(sys.argv[2], as_tensor=True))]).numpy()

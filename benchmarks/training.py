@@ -17,9 +17,10 @@ import tensorflow as tf
 from benchmarks import alternate_until_stable, figure, machine, seconds, stability_note
 from benchmarks.flops import EMBEDDING_DIM, train_flops_per_image
 from benchmarks.photos import synthetic_photos
-from koalarization import colors, model, records
-from koalarization import data as data_lib
-from koalarization import train as train_lib
+from koalarization import colors, records
+from koalarization.model import network as model
+from koalarization.records import dataset as data_lib
+from koalarization.train import loop as train_lib
 
 tf.get_logger().setLevel("ERROR")  # the alternating runs retrace on purpose; no warnings about it
 

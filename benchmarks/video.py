@@ -95,8 +95,10 @@ def video_speed(sizes, log=print):
     from PIL import Image
 
     from benchmarks.pipeline import _embedder_name, embedder
-    from koalarization import colorizing, films, model
-    from koalarization.colorizer import Colorizer
+    from koalarization.colorize import files as colorizing
+    from koalarization.video import films
+    from koalarization.model import network as model
+    from koalarization.model.colorizer import Colorizer
     from koalarization.configs import ColorizeConfig
 
     count, _, _ = _plan(sizes)
@@ -147,7 +149,7 @@ def video_speed(sizes, log=print):
 MEMORY_SCRIPT = """
 import sys
 import keras
-from koalarization import films
+from koalarization.video import films
 x = keras.Input((299, 299, 3))
 pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(13)(x))
 stand_in = keras.Model(x, keras.layers.Dense(1000)(pooled))
@@ -162,7 +164,7 @@ def video_memory(sizes, log=print):
     import keras
 
     from benchmarks.memory import MB, peak_rss
-    from koalarization import model
+    from koalarization.model import network as model
 
     _, (long, short), (height, width) = _plan(sizes)
     with tempfile.TemporaryDirectory(prefix="bench-videomem-") as tmp:
@@ -201,7 +203,7 @@ def luminance_colorizer(dim, gain=(0.35, -0.3), bias=(0.1, 0.15)):
     frame, and two shots of different tones get different colours (what the video tests need)."""
     import keras
 
-    from koalarization import model
+    from koalarization.model import network as model
 
     l = keras.Input((None, None, 1), name="l")
     embedding = keras.Input((dim,), name="embedding")
@@ -227,8 +229,8 @@ def write_strip(path, columns=(17, 18, 19, 20, 21, 22), height=96, width=128):
     """PNG: the luminance the network sees | colour frame by frame | steadied colour, for frames around a cut (20)."""
     from PIL import Image
 
-    from koalarization import films
-    from koalarization.colorizer import Colorizer
+    from koalarization.video import films
+    from koalarization.model.colorizer import Colorizer
 
     colorizer = Colorizer.from_keras(luminance_colorizer(16), stand_in_embedder(16), 32)
     with tempfile.TemporaryDirectory(prefix="video-strip-") as tmp:

@@ -45,14 +45,14 @@ def _import_tensorflow_quietly():
     with _stderr_silenced():
         try:
             import tensorflow as tf
-        except ImportError:  # e.g. a JAX-only machine: koalarization.model needs no TensorFlow
+        except ImportError:  # e.g. a JAX-only machine: koalarization.model.network needs no TensorFlow
             return
 
         tf.config.list_physical_devices()  # device probing logs happen here, once
 
 
 def tensorflow_wanted():
-    """False on Keras' JAX (or torch) backend or without TensorFlow: then ``koalarization.model``
+    """False on Keras' JAX (or torch) backend or without TensorFlow: then ``koalarization.model.network``
     can still be imported (it uses only keras), e.g. by ``python -m benchmarks --gpu-jax``."""
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     return backend == "tensorflow" and importlib.util.find_spec("tensorflow") is not None

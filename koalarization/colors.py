@@ -15,12 +15,9 @@ quiet_tensorflow()
 import tensorflow as tf
 
 # -- the paper's scaling -----------------------------------------------------------------------
-L_HALF_RANGE = 50.0  # L in [0, 100]  ->  L / 50 - 1 in [-1, 1]
-AB_SCALE = 127.0  # ab in ~[-127, 127] -> ab / 127 in [-1, 1] (tanh output)
 
 # The paper's working sizes.
-IMAGE_SIZE = 224  # encoder input and target size
-INCEPTION_SIZE = 299  # Inception-ResNet-v2 input size
+from koalarization.constants import AB_SCALE, IMAGE_SIZE, INCEPTION_SIZE, L_HALF_RANGE  # noqa: F401  (used here and by the callers of colors)
 
 
 def scale_l(l):
@@ -63,7 +60,7 @@ def _srgb_to_linear(rgb):
 
 
 # The Lab companding and its inverse, and Lab -> linear RGB on separate planes: the one copy, used
-# here on (..., 3) images and by koalarization.inference at full resolution (planes cost less
+# here on (..., 3) images and by koalarization.model.method at full resolution (planes cost less
 # memory than stacked (..., 3) tensors on a big photo).
 def power(x, exponent):
     """``x ** exponent`` for x > 0, as exp(log(x) * exponent): ~3x faster than tf.pow on a CPU, the same to a float32 ulp."""

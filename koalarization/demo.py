@@ -25,7 +25,7 @@ import shutil
 import sys
 
 import koalarization  # noqa: F401  (TensorFlow is imported after the arguments are parsed)
-from koalarization import options
+from koalarization import constants, options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +60,16 @@ def _done(output, model_path):
 
 
 def run(config):
-    from koalarization import colorizing, configs, embedding, evaluation, saved_model, training
-    from koalarization.colorizer import Colorizer
-    from tfrecords_builder import BuildConfig, build, sample_photo_paths
+    from koalarization import configs
+    from koalarization.colorize import files as colorizing
+    from koalarization.model import inception as embedding
+    from koalarization.evaluate import scoring as evaluation
+    from koalarization.export import savedmodel as saved_model
+    from koalarization.train import trainer as training
+    from koalarization.model.colorizer import Colorizer
+    from tfrecords_builder.config import BuildConfig
+    from tfrecords_builder.builder import build
+    from tfrecords_builder.sources import sample_photo_paths
     from tfrecords_builder.builder import INCEPTION_MODEL
 
     out = os.path.abspath(config.out)
@@ -87,7 +94,7 @@ def run(config):
     )
 
     _stage(2, f"training (smoke preset) -> {run_dir}")
-    model_path = os.path.join(run_dir, "model.keras")
+    model_path = os.path.join(run_dir, constants.MODEL_FILE)
     if os.path.exists(model_path):
         print(f"{model_path} exists: training already done (use --fresh to train again)")
     else:

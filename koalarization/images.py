@@ -32,7 +32,7 @@ class ImageError(ValueError):
 # an ImageError naming the file) says it better.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-DEFAULT_MAX_PIXELS = 100_000_000  # colorize --max-pixels and export --max-pixels; 0 = no limit
+from koalarization.constants import DEFAULT_MAX_PIXELS  # noqa: E402,F401
 
 
 def _to_array(image):

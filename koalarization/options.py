@@ -44,19 +44,3 @@ def check(parser, args):
     if size is not None and (size < 8 or size % 8):
         parser.error(f"--working-size {size}: must be a positive multiple of 8 (the encoder downsamples by 8)")
     return args
-
-
-def forwarding(cli, library):
-    """A module ``__getattr__`` for the command ``cli``: names it lacks are looked up in the module
-    ``library`` (imported on first use), so ``colorize.colorize_files`` keeps working while the
-    command line module itself stays light."""
-
-    def __getattr__(name):
-        import importlib
-
-        try:
-            return getattr(importlib.import_module(library), name)
-        except AttributeError:
-            raise AttributeError(f"module {cli!r} has no attribute {name!r}") from None
-
-    return __getattr__

@@ -120,7 +120,7 @@ def comparison_grid(rows, path=None, titles=("gray input", "colorized", "origina
     return figure
 
 
-# -- training figures (koalarization.training) ------------------------------------------------------
+# -- training figures (koalarization.train.trainer) ------------------------------------------------------
 def loss_curves(history, path=None):
     """Loss curves of a training run (train and, when there is one, val) per epoch.
 

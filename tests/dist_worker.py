@@ -2,7 +2,7 @@
 
     python tests/dist_worker.py CONFIG_JSON OUT_NPZ [--logical-cpus N] [--check-step] [--kill-at SPEC]
 
-Trains with ``koalarization.train.train`` as the JSON config says and saves the final weights,
+Trains with ``koalarization.train.trainer.train`` as the JSON config says and saves the final weights,
 whether this process was the chief and the number of replicas to ``OUT_NPZ``. ``--logical-cpus`` splits the CPU into N logical devices first (possible only before
 TensorFlow has run anything, hence a fresh process). ``--check-step`` (with N >= 3) also runs one
 SGD step on the train split's first 8 examples on one device and on 3 replicas (split 3/3/2),
@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 def one_step(strategy, batch, dim):
     """Loss, weights before, weights after one SGD step of a freshly seeded model on ``batch``, and
     the number of examples each replica got."""
-    from koalarization.loop import distribute, make_steps
-    from koalarization.model import build_colorizer
+    from koalarization.train.loop import distribute, make_steps
+    from koalarization.model.network import build_colorizer
 
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -49,9 +49,9 @@ def one_step(strategy, batch, dim):
 
 def evaluation(strategy, config, dim, weights):
     """The mean val loss of ``weights`` under ``strategy`` (batches of 4 over the 5 val examples)."""
-    from koalarization import data
-    from koalarization.loop import distribute, evaluate, make_steps
-    from koalarization.model import build_colorizer, compile_colorizer
+    from koalarization.records import dataset as data
+    from koalarization.train.loop import distribute, evaluate, make_steps
+    from koalarization.model.network import build_colorizer, compile_colorizer
 
     with strategy.scope():
         model = compile_colorizer(build_colorizer(dim))
@@ -77,8 +77,9 @@ def main():
 
         killpoint.install(args.kill_at)
 
-    from koalarization import data, records
-    from koalarization.train import TrainConfig, train
+    from koalarization import records
+    from koalarization.records import dataset as data
+    from koalarization.train.trainer import TrainConfig, train
 
     config = TrainConfig(**json.loads(args.config))
     result = train(config)

@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from koalarization import colors, model
-from koalarization.colorizer import Colorizer
+from koalarization import colors
+from koalarization.model import network as model
+from koalarization.model.colorizer import Colorizer
 
 SIZE, DIM = 32, 4
 LAB = (60.0, 30.0, 20.0)  # a warm orange-brown, chroma 36

@@ -20,8 +20,12 @@ from PIL import Image
 from skimage import color as skcolor
 
 from conftest import synthetic_photo
-from koalarization import colors, data, embedding, images, records
-from tfrecords_builder import BuildConfig, BuildError, build, sample_photo_paths, split_of
+from koalarization import colors, images, records
+from koalarization.records import dataset as data
+from koalarization.model import inception as embedding
+from tfrecords_builder.config import BuildConfig
+from tfrecords_builder.builder import BuildError, build, split_of
+from tfrecords_builder.sources import sample_photo_paths
 from tfrecords_builder import builder as build_module
 from tfrecords_builder.__main__ import main
 from tfrecords_builder.config import make_parser

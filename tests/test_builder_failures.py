@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_photo
-from koalarization import discovery, embedding, records, safeio
+from koalarization import discovery, records, safeio
+from koalarization.model import inception as embedding
 from tfrecords_builder.__main__ import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -232,7 +233,8 @@ def test_help_and_usage_errors_answer_before_tensorflow_loads():
 KILLED_BUILD = """
 import sys, time
 import numpy as np
-from tfrecords_builder import BuildConfig, build
+from tfrecords_builder.config import BuildConfig
+from tfrecords_builder.builder import build
 calls = []
 def slow(x):  # two shards at 0.3 s each, then one that waits for the kill: no load makes the test miss it
     calls.append(1)
@@ -247,7 +249,8 @@ def test_a_killed_build_resumes_takes_its_lock_over_and_leaves_no_temporaries(ph
     import signal
     import time
 
-    from tfrecords_builder import BuildConfig, build
+    from tfrecords_builder.config import BuildConfig
+    from tfrecords_builder.builder import build
 
     out = tmp_path / "records"
     process = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, photos, str(out)], cwd=REPO)

@@ -14,7 +14,13 @@ import pytest
 from PIL import Image
 from skimage import color
 
-from koalarization import colorize, embedding, export, images, model, plots
+from koalarization.export import savedmodel as saved_model
+from koalarization.colorize import files as colorizing
+from koalarization import images, plots
+import koalarization.colorize.__main__ as colorize
+from koalarization.model import inception as embedding
+import koalarization.export.__main__ as export
+from koalarization.model import network as model
 from conftest import synthetic_photo
 
 DIM = 16
@@ -83,8 +89,8 @@ def photos(tmp_path_factory):
 
 
 def run(inputs, out_dir, model_path, embedder=None, **options):
-    config = colorize.ColorizeConfig(inputs=tuple(inputs), out_dir=str(out_dir), model=model_path, **options)
-    return colorize.colorize_files(config, inception=embedder, log=lambda message: None)
+    config = colorizing.ColorizeConfig(inputs=tuple(inputs), out_dir=str(out_dir), model=model_path, **options)
+    return colorizing.colorize_files(config, inception=embedder, log=lambda message: None)
 
 
 def test_outputs_keep_size_and_full_resolution_luminance(photos, run_dir, embedder, tmp_path):
@@ -223,7 +229,7 @@ def test_saved_model_colorizes_like_the_keras_model(photos, run_dir, embedder, t
     import tensorflow as tf
 
     colorizer = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
-    saved = export.export_saved_model(colorizer, tmp_path / "sm" / "1", "random", inception=embedder, working_size=32)
+    saved = saved_model.export_saved_model(colorizer, tmp_path / "sm" / "1", "random", inception=embedder, working_size=32)
     sources = [f"{photos}/colour.jpg", f"{photos}/gray.png"]
     run(sources, tmp_path / "keras", run_dir, embedder, working_size=32)
     run(sources, tmp_path / "saved", saved)  # working size 32 comes from export.json

@@ -15,7 +15,10 @@ import pytest
 from PIL import Image
 from test_colorize import DIM, embedder, run_dir, stand_in_embedder, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
 
-from koalarization import colorize, embedding, evaluate, safeio
+from koalarization import safeio
+import koalarization.colorize.__main__ as colorize
+from koalarization.model import inception as embedding
+import koalarization.evaluate.__main__ as evaluate
 
 
 def picture(path, seed=0, size=(12, 16)):
@@ -175,7 +178,7 @@ def test_a_full_disk_is_one_line_and_exit_3(tmp_path, run_dir, embedder, capsys,
 def test_batches_are_bounded_by_pixels_not_only_by_count():
     import tensorflow as tf
 
-    from koalarization.colorizer import Colorizer
+    from koalarization.model.colorizer import Colorizer
 
     seen = []
 
@@ -265,7 +268,7 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
     out = tmp_path / "nested_out"  # read as a run dir that says nothing usable: colorized with the defaults
     assert colorize.main([source, "-o", str(out), "--model", nested, "--inception-weights", "random"], inception=stand_in_embedder(embedding.EMBEDDING_DIM)) == 0
     assert "Traceback" not in capsys.readouterr().err
-    from koalarization import rundir
+    from koalarization.train import rundir
 
     with pytest.raises(rundir.RunDirError, match='damaged run config \\(its "config" is not an object\\)'):
         rundir.check(nested, {"epochs": 1})  # what train says of that run dir, in one line
@@ -278,7 +281,10 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
 
 @pytest.mark.parametrize("command", ["colorize", "evaluate", "export"])
 def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path, run_dir, monkeypatch, capsys):
-    from koalarization import colorizing, evaluation, export, saved_model
+    from koalarization.colorize import files as colorizing
+    from koalarization.evaluate import scoring as evaluation
+    import koalarization.export.__main__ as export
+    from koalarization.export import savedmodel as saved_model
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -297,7 +303,7 @@ def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path, run_dir, monkeypatch
 def test_evaluate_names_a_damaged_shard_in_one_line(tmp_path, capsys):
     from conftest import write_synthetic_records
 
-    from koalarization import model
+    from koalarization.model import network as model
 
     records_dir = tmp_path / "records"
     write_synthetic_records(str(records_dir), n_train=6, n_val=4, shards=2)

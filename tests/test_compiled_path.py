@@ -13,8 +13,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from koalarization import colorize, colors, export, inference
-from koalarization.colorizer import Colorizer
+from koalarization.export import savedmodel as saved_model
+from koalarization import colors
+import koalarization.colorize.__main__ as colorize
+import koalarization.export.__main__ as export
+from koalarization.model import method as inference
+from koalarization.model.colorizer import Colorizer
 from conftest import synthetic_photo
 from test_colorize import DIM, embedder, run_dir, save, to_uint8  # noqa: F401  (fixtures)
 
@@ -66,7 +70,7 @@ def photos_of_several_sizes():
 @pytest.fixture(scope="module")
 def sources(run_dir, embedder, tmp_path_factory):  # noqa: F811
     """The three model sources of one network: run dir, .keras file, SavedModel."""
-    saved = export.export_saved_model(Colorizer.load(run_dir, inception=embedder, working_size=SIZE), tmp_path_factory.mktemp("m") / "1", "random")
+    saved = saved_model.export_saved_model(Colorizer.load(run_dir, inception=embedder, working_size=SIZE), tmp_path_factory.mktemp("m") / "1", "random")
     return {"run dir": run_dir, ".keras file": os.path.join(run_dir, "model.keras"), "SavedModel": str(saved)}
 
 

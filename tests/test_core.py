@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from koalarization import data
+from koalarization.records import dataset as data
 
 
 def test_load_dataset_shapes_and_ranges(synthetic_records):

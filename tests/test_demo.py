@@ -6,7 +6,8 @@ import os
 
 from test_colorize import stand_in_embedder
 
-from koalarization import demo, embedding
+from koalarization import demo
+from koalarization.model import inception as embedding
 
 
 def test_a_second_run_keeps_every_stage(tmp_path, monkeypatch, capsys):

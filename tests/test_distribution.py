@@ -142,7 +142,7 @@ def test_two_workers_on_localhost_reach_the_same_weights(records_uneven, tmp_pat
 
 
 def test_chief_and_worker_killed_then_resumed_match_one_device(records_one_shard, tmp_path):
-    from koalarization.train import TrainConfig, train
+    from koalarization.train.trainer import TrainConfig, train
 
     outs = [str(tmp_path / f"task{i}.npz") for i in range(2)]
     run_dir = str(tmp_path / "run")
@@ -174,7 +174,7 @@ def test_workers_read_their_own_files_only_when_the_files_split_evenly():
     """10 shards over 4 workers would give 3/3/2/2: the workers with 2 would repeat theirs more often."""
     import types
 
-    from koalarization import loop
+    from koalarization.train import loop
 
     def cluster(workers):
         spec = types.SimpleNamespace(as_dict=lambda: {"worker": [f"host:{i}" for i in range(workers)]})
@@ -222,8 +222,8 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from koalarization import loop
-from koalarization.model import build_colorizer, compile_colorizer
+from koalarization.train import loop
+from koalarization.model.network import build_colorizer, compile_colorizer
 keras.mixed_precision.set_global_policy("mixed_float16")
 strategy = loop.make_strategy("mirrored")
 keras.utils.set_random_seed(0)

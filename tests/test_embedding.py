@@ -1,4 +1,4 @@
-"""Inception-ResNet-v2 and its weights (koalarization.embedding). The real 55M-parameter network is
+"""Inception-ResNet-v2 and its weights (koalarization.model.inception). The real 55M-parameter network is
 built as few times as possible: once as a module fixture, once from a weights file, once offline."""
 
 import keras
@@ -7,7 +7,8 @@ import pytest
 from keras.src.utils import file_utils
 
 from conftest import synthetic_photo
-from koalarization import colors, embedding
+from koalarization import colors
+from koalarization.model import inception as embedding
 
 OFFLINE_ERROR = "URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] Temporary failure in name resolution"
 

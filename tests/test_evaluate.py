@@ -9,7 +9,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SMALL_DIM, synthetic_photo
-from koalarization import colors, evaluate, metrics, model
+from koalarization import colors, metrics
+import koalarization.evaluate.__main__ as evaluate
+from koalarization.model import network as model
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def random_ab(rng, h=20, w=24):
 def test_identical_images_score_perfectly(rng):
     rgb = synthetic_photo(rng, 24, 32)
     lab = colors.rgb_to_lab(rgb).numpy()
-    scores, _, curves = evaluate.score_image(lab[..., :1], lab[..., 1:], {"model": lab[..., 1:].copy()})
+    scores, _, curves = evaluation.score_image(lab[..., :1], lab[..., 1:], {"model": lab[..., 1:].copy()})
     assert scores["model"]["ab_mse"] == 0.0
     assert scores["model"]["psnr"] == metrics.PSNR_CAP_DB  # documented cap instead of inf
     assert scores["model"]["ssim"] == pytest.approx(1.0, abs=1e-9)
@@ -178,7 +180,7 @@ def test_cli_errors_name_the_problem(synthetic_records, tiny_model, tmp_path, ca
 def test_mean_ab_baseline_is_a_uniform_sample_of_the_train_split(tmp_path):
     from conftest import write_synthetic_records
 
-    from koalarization import evaluation
+    from koalarization.evaluate import scoring as evaluation
 
     records_dir = str(tmp_path / "records")
     write_synthetic_records(records_dir, n_train=12, n_val=0, shards=3)  # shard s holds train/s, train/s+3, ...
@@ -193,7 +195,8 @@ def test_mean_ab_baseline_is_a_uniform_sample_of_the_train_split(tmp_path):
 def test_seen_in_training_is_told_cheaply_and_never_guessed_after_a_rebuild(tmp_path, monkeypatch):
     from conftest import write_synthetic_records
 
-    from koalarization import evaluation, records
+    from koalarization import records
+    from koalarization.evaluate import scoring as evaluation
 
     records_dir, run_dir = tmp_path / "records", tmp_path / "run"
     manifest = write_synthetic_records(str(records_dir), n_train=6, n_val=3, shards=2)

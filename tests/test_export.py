@@ -18,7 +18,11 @@ from PIL import Image
 from skimage import color
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
-from koalarization import colorizer, embedding, export, images, safeio
+from koalarization.export import savedmodel as saved_model
+from koalarization import images, safeio
+from koalarization.model import colorizer
+from koalarization.model import inception as embedding
+import koalarization.export.__main__ as export
 
 PYTHON = sys.executable
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -67,7 +71,7 @@ def inception():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, inception):
     out = tmp_path_factory.mktemp("models") / "koalarization" / "1"
-    return export.export_saved_model(tinted_colorizer(1000), out, "random", inception=inception, config=TRAINING_CONFIG)
+    return saved_model.export_saved_model(tinted_colorizer(1000), out, "random", inception=inception, config=TRAINING_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +169,7 @@ def test_export_records_config_and_inception_weights(exported):
 
 def test_colorizer_for_other_embeddings_is_refused(inception, tmp_path):
     with pytest.raises(colorizer.ModelError, match="expects 16-d embeddings.*gives 1000-d"):
-        export.export_saved_model(tinted_colorizer(16), tmp_path / "1", "random", inception=inception)
+        saved_model.export_saved_model(tinted_colorizer(16), tmp_path / "1", "random", inception=inception)
     assert not os.path.exists(tmp_path / "1")
 
 
@@ -211,7 +215,9 @@ import os, sys
 sys.path[:0] = [sys.argv[1]]
 import killpoint
 from test_colorize import stand_in_embedder
-from koalarization import embedding, export, safeio
+from koalarization import safeio
+from koalarization.model import inception as embedding
+import koalarization.export.__main__ as export
 embedding.build_inception = lambda weights="imagenet": stand_in_embedder(16)
 embedding.EMBEDDING_DIM = 16
 how, kill_at = sys.argv[2].split("@")

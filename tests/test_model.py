@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from koalarization.model import FusionLayer, build_colorizer, compile_colorizer
+from koalarization.model.network import FusionLayer, build_colorizer, compile_colorizer
 
 # The paper's table at 224x224 with a 1000-d embedding: name, kind, output shape, filters/kernel,
 # stride, activation. Written from PAPER.md, not from a run.
@@ -111,7 +111,7 @@ def test_one_training_step_on_the_jax_backend_without_tensorflow():
         sys.modules["tensorflow"] = None  # any `import tensorflow` now fails: the model needs none
         import json, keras, numpy as np
         assert keras.backend.backend() == "jax", keras.backend.backend()
-        from koalarization.model import build_colorizer, compile_colorizer
+        from koalarization.model.network import build_colorizer, compile_colorizer
         model = compile_colorizer(build_colorizer(8), 0.001)
         rng = np.random.default_rng(0)
         x = {"l": rng.uniform(-1, 1, (2, 16, 24, 1)).astype("float32"),

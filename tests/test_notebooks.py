@@ -91,7 +91,7 @@ def test_notebooks_run_in_order(tmp_path):
     assert "were in the training split" in open(os.path.join(work, "evaluation", "metrics.md")).read()
     assert not os.path.exists(os.path.join(work, "export")), "03 should serve the run's own export, not export again"
     # the film: same frame count and size as the pan the notebook wrote, in colour now
-    from koalarization import films
+    from koalarization.video import films
 
     film, colorized = (films.probe(os.path.join(work, *parts)) for parts in (("films", "pan.mp4"), ("colorized_films", "pan.mp4")))
     assert (colorized.frames, colorized.width, colorized.height) == (film.frames, film.width, film.height) == (24, 128, 96)

@@ -16,7 +16,13 @@ import tensorflow as tf
 from PIL import Image
 from test_colorize import DIM, embedder, run_dir  # noqa: F401  (fixtures)
 
-from koalarization import colorize, colorizer, colors, evaluate, export, images, metrics
+from koalarization.export import savedmodel as saved_model
+from koalarization.colorize import files as colorizing
+from koalarization import colors, images, metrics
+import koalarization.colorize.__main__ as colorize
+from koalarization.model import colorizer
+import koalarization.evaluate.__main__ as evaluate
+import koalarization.export.__main__ as export
 
 WORKING_SIZE = 32
 
@@ -71,15 +77,15 @@ def corpus(tmp_path_factory):
 def served(run_dir, embedder, tmp_path_factory):
     """serving_default of the SavedModel exported from the same run dir, loaded back."""
     loaded = colorizer.Colorizer.load(run_dir, inception=embedder, working_size=WORKING_SIZE)
-    path = export.export_saved_model(loaded, tmp_path_factory.mktemp("models") / "1", "random", max_pixels=10_000_000)
+    path = saved_model.export_saved_model(loaded, tmp_path_factory.mktemp("models") / "1", "random", max_pixels=10_000_000)
     return tf.saved_model.load(path)
 
 
 @pytest.fixture(scope="module")
 def written(corpus, run_dir, embedder, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("colorized"))
-    config = colorize.ColorizeConfig(inputs=(corpus,), out_dir=out, model=run_dir, working_size=WORKING_SIZE, batch_size=4)
-    summary = colorize.colorize_files(config, inception=embedder, log=lambda message: None)
+    config = colorizing.ColorizeConfig(inputs=(corpus,), out_dir=out, model=run_dir, working_size=WORKING_SIZE, batch_size=4)
+    summary = colorizing.colorize_files(config, inception=embedder, log=lambda message: None)
     assert not summary.failed, summary.failed
     return out
 
@@ -128,21 +134,21 @@ def test_colorize_lab_refuses_sizes_that_are_not_multiples_of_8(served):
 
 
 def test_colorize_skips_photos_over_max_pixels_and_says_so(corpus, run_dir, embedder, tmp_path):
-    config = colorize.ColorizeConfig(
+    config = colorizing.ColorizeConfig(
         inputs=(os.path.join(corpus, "thin.png"), os.path.join(corpus, "one.png")), out_dir=str(tmp_path), model=run_dir,
         working_size=WORKING_SIZE, max_pixels=1000,
     )  # fmt: skip
-    summary = colorize.colorize_files(config, inception=embedder, log=lambda message: None)
+    summary = colorizing.colorize_files(config, inception=embedder, log=lambda message: None)
     assert summary.colorized == [str(tmp_path / "one.png")]
     [(path, reason)] = summary.failed
     assert path.endswith("thin.png") and "300x7 = 2100 pixels, over the limit of 1000" in reason
 
 
 def test_evaluate_scores_exactly_the_pixels_colorize_writes(corpus, written, run_dir, embedder, tmp_path):
-    config = evaluate.EvaluateConfig(
+    config = evaluation.EvaluateConfig(
         model=run_dir, out_dir=str(tmp_path / "eval"), images=(corpus,), working_size=WORKING_SIZE, batch_size=4
     )
-    report = evaluate.evaluate(config, inception=embedder, log=lambda message: None)
+    report = evaluation.evaluate(config, inception=embedder, log=lambda message: None)
     scored = {os.path.basename(img["key"]): img for img in report["images"]}
     assert "one.png" not in scored and [os.path.basename(s["key"]) for s in report["skipped"]] == ["one.png"]
     assert "too small to score" in report["skipped"][0]["reason"]
@@ -169,7 +175,7 @@ def test_inference_gives_inception_the_input_the_builder_recorded(name, rows, co
     colorize decodes) run the same function, for a photo shrunk, a tall one and a tiny one that is enlarged."""
     import skimage.data
 
-    from koalarization import inference
+    from koalarization.model import method as inference
     from tfrecords_builder import builder
 
     pixels = np.ascontiguousarray(getattr(skimage.data, name)()[:rows, :columns, :3])  # uint8, as decoded
@@ -186,7 +192,9 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
     equal to inference's L input up to the records' storage step (L in 256 levels)."""
     import skimage.data
 
-    from koalarization import evaluation, inference, records
+    from koalarization import records
+    from koalarization.evaluate import scoring as evaluation
+    from koalarization.model import method as inference
 
     photo = getattr(skimage.data, name)()[:rows, :columns, :3].astype(np.float32) / 255.0
     at_inference = inference.network_inputs(tf.constant(photo), WORKING_SIZE)[0].numpy()  # (S, S, 1)
@@ -219,7 +227,7 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
 def test_the_cli_reads_every_png_as_the_server_decodes_it(corpus, tmp_path):
     """Pixel for pixel, 16-bit colour PNGs included (Pillow alone keeps 8 of their bits); and a 16-bit
     PNG's EXIF orientation is applied as for any other."""
-    from koalarization import decode
+    from koalarization.model import decode
 
     rng = np.random.default_rng(4)
     for name, channels in (("deep16rgb.png", 3), ("deep16rgba.png", 4), ("deep16la.png", 2)):

@@ -15,9 +15,15 @@ from conftest import write_synthetic_records
 from test_builder import read_records, save_photos
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
-from koalarization import colorize, colorizer, embedding, evaluate, export, precision
-from koalarization.train import TrainConfig, train
-from tfrecords_builder import BuildConfig, build
+from koalarization import precision
+import koalarization.colorize.__main__ as colorize
+from koalarization.model import colorizer
+from koalarization.model import inception as embedding
+import koalarization.evaluate.__main__ as evaluate
+import koalarization.export.__main__ as export
+from koalarization.train.trainer import TrainConfig, train
+from tfrecords_builder.config import BuildConfig
+from tfrecords_builder.builder import build
 
 XEON = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16 amx_tile\n"
 EPYC = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512f\n"
@@ -192,7 +198,7 @@ import numpy as np
 import koalarization
 koalarization.inference_only_command()
 import keras
-from koalarization import colorizer
+from koalarization.model import colorizer
 network, embedder = colorizer.load_keras_network(sys.argv[1]), keras.saving.load_model(sys.argv[2])
 rgb = np.load(sys.argv[3])
 for precision in ("float32", "bfloat16"):

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from skimage import color as skcolor
 
-from koalarization import colors, data, records
+from koalarization import colors, records
+from koalarization.records import dataset as data
 
 
 def _random_lab(size, seed=0):
@@ -119,7 +120,7 @@ def test_short_epochs_reach_every_part_of_every_shard(tmp_path):
     """Training builds a new pipeline every epoch; with epochs shorter than the split, reading each shard
     from its first record would never get past its first few examples, however many epochs run."""
     from conftest import write_synthetic_records
-    from koalarization.loop import epoch_seed
+    from koalarization.train.loop import epoch_seed
 
     write_synthetic_records(str(tmp_path), n_train=160, n_val=0, image_size=16, shards=4)  # train/i is at position i // 4 of shard i % 4
 

@@ -18,8 +18,10 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import synthetic_photo, write_synthetic_records
-from koalarization import colors, data, discovery, images, records
-from tfrecords_builder import BuildConfig, build, split_of
+from koalarization import colors, discovery, images, records
+from koalarization.records import dataset as data
+from tfrecords_builder.config import BuildConfig
+from tfrecords_builder.builder import build, split_of
 
 CLASSES, PER_CLASS = 40, 15
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_records
 
-from koalarization.model import FusionLayer
-from koalarization.train import PRESETS, TrainConfig, UserError, main, parse_config, train
+from koalarization.model.network import FusionLayer
+from koalarization.train.trainer import PRESETS, TrainConfig, UserError, train
+from koalarization.train.__main__ import main, parse_config
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_presets_fill_defaults_and_flags_override():
 
 
 def test_reader_mixing_flags_default_to_the_readers_defaults():
-    from koalarization import data
+    from koalarization.records import dataset as data
 
     base = ["--records", "r", "--run-dir", "d"]
     default = parse_config(base)
@@ -182,7 +183,7 @@ def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
     """``--help``, argument errors and the run-dir checks come before the slow imports."""
     code = (
         "import sys\n"
-        "from koalarization import train\n"
+        "import koalarization.train.__main__ as train\n"
         "for argv in (['--help'], ['--records', 'r']):\n"
         "    try:\n"
         "        train.main(argv)\n"

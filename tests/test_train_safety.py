@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from conftest import write_synthetic_records
 
-from koalarization import model as _model  # noqa: F401  (registers FusionLayer for load_model)
+from koalarization.model import network as _model  # noqa: F401  (registers FusionLayer for load_model)
 from koalarization import safeio
-from koalarization.train import TrainConfig, UserError, main, train
+from koalarization.train.trainer import TrainConfig, UserError, train
+from koalarization.train.__main__ import main
 
 KILLPOINT = os.path.join(os.path.dirname(__file__), "killpoint.py")
 KILLED = 9
@@ -214,7 +215,8 @@ def test_a_corrupted_record_names_its_shard(tmp_path, capsys):
 
 
 def test_a_failing_export_leaves_a_complete_run(tmp_path, monkeypatch, capsys):
-    from koalarization import embedding, saved_model
+    from koalarization.model import inception as embedding
+    from koalarization.export import savedmodel as saved_model
 
     records_dir = str(tmp_path / "records")  # Inception-sized embeddings: training exports at the end
     write_synthetic_records(records_dir, n_train=4, n_val=2, image_size=32, dim=embedding.EMBEDDING_DIM)

@@ -20,8 +20,8 @@ import pytest
 from skimage import color
 
 from benchmarks.video import luminance_colorizer, stand_in_embedder, write_clip
-from koalarization import films, video
-from koalarization.colorizer import Colorizer
+from koalarization.video import films
+from koalarization.model.colorizer import Colorizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM = 16
@@ -60,8 +60,8 @@ def clips(tmp_path_factory):
 
 
 def run_video(colorizer, path, out_dir, **settings):
-    config = video.VideoConfig(inputs=(path,), out_dir=str(out_dir), model="unused", chunk_frames=CHUNK, **settings)
-    return video.colorize_video(config, path, colorizer, log=lambda _: None, progress=False)
+    config = films.VideoConfig(inputs=(path,), out_dir=str(out_dir), model="unused", chunk_frames=CHUNK, **settings)
+    return films.colorize_video(config, path, colorizer, log=lambda _: None, progress=False)
 
 
 def decoded(path):
@@ -161,8 +161,8 @@ def replace(src, dst, *args, **kwargs):  # a kill inside the write of the second
     return real_replace(src, dst, *args, **kwargs)
 if sys.argv[1] == "kill":
     os.replace = replace
-from koalarization import films, video
-sys.exit(video.main(sys.argv[3:], inception=keras.saving.load_model(sys.argv[2])))
+from koalarization.video import films
+sys.exit(films.main(sys.argv[3:], inception=keras.saving.load_model(sys.argv[2])))
 """
 
 
@@ -248,7 +248,7 @@ def test_bad_videos_get_one_line_each_and_no_output(models, clips, tmp_path, cap
     expected = {"audio.m4a": "no video stream (audio only)", "empty.mkv": "no frames", "text.mp4": "not a video FFmpeg can read",
                 "truncated.mp4": "not a video FFmpeg can read", "alien.mkv": "unknown video codec"}  # fmt: skip
     out = tmp_path / "out"
-    code = video.main([*(str(bad / name) for name in expected), "-o", str(out), "--model", run], inception=keras.saving.load_model(embedder))
+    code = films.main([*(str(bad / name) for name in expected), "-o", str(out), "--model", run], inception=keras.saving.load_model(embedder))
     lines = capsys.readouterr().out.splitlines()
     assert code == 1
     for name, reason in expected.items():
@@ -276,7 +276,7 @@ def test_odd_sizes_one_pixel_rotation_and_variable_frame_rate(colorizer, tmp_pat
 
 
 def test_colorize_command_takes_films(models, clips, tmp_path, capsys):
-    from koalarization import colorize
+    import koalarization.colorize.__main__ as colorize
 
     run, embedder = models
     inception = keras.saving.load_model(embedder)
@@ -301,7 +301,7 @@ def test_a_second_run_on_the_same_output_is_one_line(models, clips, tmp_path, ca
     work = tmp_path / ".film.mp4.work"
     work.mkdir()
     (work / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "command": "koalarization.video"}))
-    code = video.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=keras.saving.load_model(embedder))
+    code = films.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=keras.saving.load_model(embedder))
     assert code == 4
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "in use by koalarization.video" in line
@@ -330,8 +330,8 @@ def test_resume_with_other_settings_starts_over_and_says_so(colorizer, clips, mo
         run_video(colorizer, clips["film"], tmp_path)
     monkeypatch.setattr(films, "colorize_batch", real)
     said = []
-    config = video.VideoConfig(inputs=(clips["film"],), out_dir=str(tmp_path), model="unused", chunk_frames=CHUNK, smoothing=0.5, resume=True)
-    out = video.colorize_video(config, clips["film"], colorizer, log=said.append, progress=False)
+    config = films.VideoConfig(inputs=(clips["film"],), out_dir=str(tmp_path), model="unused", chunk_frames=CHUNK, smoothing=0.5, resume=True)
+    out = films.colorize_video(config, clips["film"], colorizer, log=said.append, progress=False)
     assert any("starting over" in line for line in said), said
     assert len(decoded(out)[0]) == FRAMES
 
@@ -347,7 +347,7 @@ def test_a_film_is_never_written_over_its_input(models, tmp_path, capsys):
     inception = keras.saving.load_model(embedder)
     # into the films' own folder: reel.mp4 -> reel.mp4 (itself), and reel.mov -> reel.mp4 (the other input)
     for inputs in ([film], [other, film]):
-        code = video.main([*inputs, "-o", str(folder), "--model", run, "--overwrite"], inception=inception)
+        code = films.main([*inputs, "-o", str(folder), "--model", run, "--overwrite"], inception=inception)
         assert code == 1
         said = capsys.readouterr().out
         assert said.count("would be written over the input") == len(inputs) and "colorized" not in said

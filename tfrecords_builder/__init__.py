@@ -1,28 +1,10 @@
 """tfrecords_builder: photos -> Deep Koalarization training records (``python -m tfrecords_builder``).
 
-    from tfrecords_builder import BuildConfig, build
+    from tfrecords_builder.config import BuildConfig
+    from tfrecords_builder.builder import build
     manifest = build(BuildConfig(out="records/", images=("photos/",), inception_weights="random"))
 
-The builder (and TensorFlow) is imported on first use of ``build`` and friends, so that the
-command line parses its arguments first.
+- :mod:`tfrecords_builder.config`: the settings (light: no TensorFlow, so the command parses first);
+- :mod:`tfrecords_builder.sources`: where photos come from (folders, globs, TFDS, the bundled photos);
+- :mod:`tfrecords_builder.builder`: the build itself (imports TensorFlow).
 """
-
-from tfrecords_builder.config import BuildConfig
-
-_LAZY = {
-    "BuildError": "tfrecords_builder.builder",
-    "build": "tfrecords_builder.builder",
-    "split_of": "tfrecords_builder.builder",
-    "worker_of": "tfrecords_builder.builder",
-    "sample_photo_paths": "tfrecords_builder.sources",
-}
-
-__all__ = ["BuildConfig", *_LAZY]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tfrecords_builder' has no attribute {name!r}")

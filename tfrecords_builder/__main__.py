@@ -31,7 +31,7 @@ def main(argv=None):
     except safeio.OutputPathError as error:
         return _fail(error, safeio.EXIT_OUTPUT)
 
-    from koalarization.embedding import WeightsUnavailableError  # quiets TensorFlow's start-up logs, then imports it
+    from koalarization.model.inception import WeightsUnavailableError  # quiets TensorFlow's start-up logs, then imports it
     from tfrecords_builder.builder import BuildError, build
 
     import tensorflow as tf  # noqa: E402

@@ -37,7 +37,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import colors, embedding, images, precision, records, safeio
+from koalarization import colors, images, precision, records, safeio
+from koalarization.model import inception as embedding
 from tfrecords_builder import sources
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"

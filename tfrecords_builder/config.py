@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 from typing import Optional
 
-IMAGE_SIZE = 224  # the paper's encoder size, = koalarization.IMAGE_SIZE (not imported: it loads TensorFlow)
+from koalarization.constants import IMAGE_SIZE  # noqa: E402
 MAX_SHARD_SIZE = 100_000  # examples per shard; ~150 KB each, so at most ~15 GB per file
 DEFAULT_SHARD_SIZE = 1000  # ~150 MB per shard, the size the tf.data guide recommends
 

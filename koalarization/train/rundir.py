@@ -28,12 +28,12 @@ import os
 import shutil
 import tempfile
 
-from koalarization import safeio
+from koalarization import constants, safeio
 
-CONFIG = "config.json"
+CONFIG = constants.CONFIG_FILE
 HISTORY = "history.csv"
 BEST = os.path.join("checkpoints", "best.keras")
-MODEL = "model.keras"
+MODEL = constants.MODEL_FILE
 BACKUP_DIR = "backup"
 BACKUP = os.path.join(BACKUP_DIR, "state.weights.h5")
 STATE_ATTR = "koalarization_state"  # the backup's epoch/best/history, as JSON in an HDF5 attribute

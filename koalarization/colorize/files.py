@@ -2,7 +2,7 @@
 (see that module for the behaviour), as a library for the CLI, the demo and the notebooks.
 
 Output names are planned from the whole input set and the output folder checked before any model
-is loaded; the model is a :class:`koalarization.colorizer.Colorizer`. Light to import: TensorFlow
+is loaded; the model is a :class:`koalarization.model.colorizer.Colorizer`. Light to import: TensorFlow
 comes with the colorizer, after the paths are checked.
 """
 
@@ -68,7 +68,7 @@ def plan_outputs(inputs, out_dir, compare=False):
             candidate, n = f"{name}-{n}", n + 1
         taken.add(candidate.lower())
         jobs.append((path, candidate))
-    from koalarization import films
+    from koalarization.video import films
 
     videos = sorted(path for path in passed_over if films.is_video(path) and not os.path.realpath(path).startswith(out_real + os.sep))
     return jobs, missing, videos
@@ -139,7 +139,7 @@ def _header_pixels(path):
 def colorize_files(config, inception=None, log=print, colorizer=None):
     """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
 
-    ``colorizer``: an already loaded :class:`~koalarization.colorizer.Colorizer` (then ``config.model``
+    ``colorizer``: an already loaded :class:`~koalarization.model.colorizer.Colorizer` (then ``config.model``
     only names it); ``inception``: an already built embedder for loading ``config.model``.
     Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
     Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
@@ -155,7 +155,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
         raise ValueError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
     input_folders = [item for item in config.inputs if os.path.isdir(item)]
     safeio.check_output_dir(config.out_dir, input_folders)
-    from koalarization.colorizer import Colorizer, resolve_model
+    from koalarization.model.colorizer import Colorizer, resolve_model
 
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
     ext = FORMATS[config.format]
@@ -190,7 +190,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
     from tqdm import tqdm
 
-    from koalarization.colorizer import BATCH_PIXELS
+    from koalarization.model.colorizer import BATCH_PIXELS
 
     reader = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
     waiting, ahead = deque(todo), deque()  # ahead: (job, pixels from the header, future)

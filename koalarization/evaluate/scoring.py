@@ -19,8 +19,10 @@ quiet_tensorflow()
 import tensorflow as tf
 from tqdm import tqdm
 
-from koalarization import colorizer as colorizer_module
-from koalarization import colors, data, images, inference, metrics, plots, records, safeio
+from koalarization.model import colorizer as colorizer_module
+from koalarization import colors, images, metrics, plots, records, safeio
+from koalarization.records import dataset as data
+from koalarization.model import method as inference
 
 METHODS = ("model", "gray", "mean_ab")
 METRICS = ("ab_mse", "psnr", "ssim", "colorfulness", "colorfulness_diff", "auc")
@@ -194,7 +196,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     """Score the model and both baselines on the configured images; write and return the report.
 
     ``inception``: an already built embedder for ``images`` (default: built from the run's weights);
-    ``colorizer``: an already loaded :class:`~koalarization.colorizer.Colorizer` for ``images``.
+    ``colorizer``: an already loaded :class:`~koalarization.model.colorizer.Colorizer` for ``images``.
     The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`). A
     damaged record in any records read is a ``ValueError`` naming the shard.
     """
@@ -202,7 +204,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     try:
         return _evaluate(config, inception, log, colorizer, read)
     except tf.errors.DataLossError as error:
-        from koalarization import loop
+        from koalarization.train import loop
 
         raise ValueError(loop.damaged_records_message(read, error, first_split=config.split)) from None
 

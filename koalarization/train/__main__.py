@@ -6,8 +6,7 @@
     TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' \\
         python -m koalarization.train --records records/ --run-dir runs/multi --distribution multi_worker
 
-The command line over :mod:`koalarization.training` (the config, :func:`train` and the run dir),
-whose names it re-exports, so ``from koalarization.train import TrainConfig, train`` works too.
+The command line over :mod:`koalarization.train.trainer` (the config, :func:`train` and the run dir)).
 It imports no TensorFlow: ``--help``, argument errors and a busy or unusable run dir are answered
 at once. Exit status: 0 done, 2 bad command line or input, 3 unusable run dir, 4 run dir in use,
 130 Ctrl-C (the run resumes when the same command runs again).
@@ -16,8 +15,9 @@ at once. Exit status: 0 done, 2 bad command line or input, 3 unusable run dir, 4
 import argparse
 import sys
 
-from koalarization import rundir, safeio
-from koalarization.training import (  # noqa: F401  (re-exported: the library's names under the command's)
+from koalarization import safeio
+from koalarization.train import rundir
+from koalarization.train.trainer import (  
     DISTRIBUTIONS,
     EXIT_INTERRUPTED,
     PRECISIONS,
@@ -29,12 +29,6 @@ from koalarization.training import (  # noqa: F401  (re-exported: the library's 
     is_chief_task,
     train,
 )
-
-
-def __getattr__(name):
-    from koalarization import training
-
-    return getattr(training, name)
 
 
 # -- command line ------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """A colorizer you can run: the network, the Inception embedder and the method, loaded one way.
 
-    from koalarization.colorizer import Colorizer
+    from koalarization.model.colorizer import Colorizer
     colorizer = Colorizer.load("runs/smoke")       # a run dir, a .keras file or a SavedModel
     [colorized] = colorizer.colorize([rgb])        # sRGB (H, W, 3) in [0, 1] -> uint8 (H, W, 3), same size
 
 ``colorize``, ``evaluate``, ``export``, ``demo`` and the notebooks all go through this object, so
-every door gets the same pixels: the steps are the functions of :mod:`koalarization.inference`
+every door gets the same pixels: the steps are the functions of :mod:`koalarization.model.method`
 (luminance, letterbox, Inception input, un-letterbox, upsampling, recombination) and of
-:mod:`koalarization.decode` (bytes -> sRGB in the graph), and the exported SavedModel's
+:mod:`koalarization.model.decode` (bytes -> sRGB in the graph), and the exported SavedModel's
 ``serving_default`` is traced from :meth:`Colorizer.colorize_encoded`, not written beside it.
 
 Both networks run through ``tf.function``\\ s with a fixed input signature (``(None, S, S, 1)``,
@@ -23,12 +23,12 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors, decode, inference, safeio
+from koalarization import colors, safeio
+from koalarization.model import decode
+from koalarization.model import method as inference
 from koalarization import precision as precisions
 
-RUN_MODEL_NAME = "model.keras"
-RUN_CONFIG_NAME = "config.json"
-EXPORT_INFO_NAME = "export.json"
+from koalarization.constants import CONFIG_FILE as RUN_CONFIG_NAME, EXPORT_INFO_FILE as EXPORT_INFO_NAME, MODEL_FILE as RUN_MODEL_NAME  # noqa: E402
 BATCH_PIXELS = 1 << 24  # colorize holds at most about this many input pixels at once (16 MP), or one bigger photo
 PNG_COMPRESSION = 1  # serving_default's zlib level in tf.io.encode_png: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
 
@@ -121,7 +121,7 @@ def load_keras_network(model_path):
     computing in float32 whatever policy it was trained under (see :func:`precision.in_float32`)."""
     import keras
 
-    from koalarization import model as _model  # noqa: F401  (registers FusionLayer)
+    from koalarization.model import network as _model  # noqa: F401  (registers FusionLayer)
     from koalarization import precision
 
     if os.path.isfile(model_path) and not zipfile.is_zipfile(model_path):
@@ -212,7 +212,7 @@ class Colorizer:
         kind, model_path, config = resolve_model(path)
         if kind == "saved_model":
             return cls._from_saved_model(model_path, config or {}, inception_weights, working_size, precision)
-        from koalarization import embedding
+        from koalarization.model import inception as embedding
 
         network = load_keras_network(model_path)
         facts = embedding_facts(config)

@@ -3,7 +3,7 @@
     python -m koalarization.colorize photos/ old.jpg "scans/*.png" -o colorized/ --model runs/smoke --compare
 
 ``--model`` is a run dir (``model.keras`` + ``config.json``), a ``.keras`` file or a SavedModel from
-``python -m koalarization.export``; it is loaded as a :class:`koalarization.colorizer.Colorizer`,
+``python -m koalarization.export``; it is loaded as a :class:`koalarization.model.colorizer.Colorizer`,
 the object the SavedModel's ``serving_default`` is traced from, so both give the same pixels. Each
 output ``OUTDIR/<name>.png`` has the input's size and its full-resolution luminance; only the
 chroma comes from the network. A colour input is reduced to its luminance first. ``--compare``
@@ -34,7 +34,9 @@ import json
 import sys
 
 import koalarization
-from koalarization import colorizing, films, options, safeio
+from koalarization import options, safeio
+from koalarization.colorize import files as colorizing
+from koalarization.video import films
 
 
 def parse_args(argv=None):
@@ -85,7 +87,7 @@ def main(argv=None, inception=None):
               "(finished ones are kept)", file=sys.stderr)  # fmt: skip
         return safeio.EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
-        from koalarization import embedding
+        from koalarization.model import inception as embedding
 
         if not isinstance(error, (ValueError, embedding.WeightsUnavailableError, FileNotFoundError)):
             raise
@@ -94,7 +96,6 @@ def main(argv=None, inception=None):
     return 0 if summary.colorized or summary.existing else 1
 
 
-__getattr__ = options.forwarding(__name__, "koalarization.colorizing")  # e.g. colorize.colorize_files
 
 
 if __name__ == "__main__":

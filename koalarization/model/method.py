@@ -13,7 +13,7 @@ eagerly here and inside the SavedModel graph. The full-resolution part (the last
 the costly one on a big photo: it works on float32 planes with table look-ups at both ends and
 writes the gamut-fitted pixels into the uint8 output, goes a strip of rows at a time (a photo of up
 to 2 MP is one strip), and never makes the full-size L, ab or Lab images (see :func:`recombine`).
-The object that runs this method with a model is :class:`koalarization.colorizer.Colorizer`.
+The object that runs this method with a model is :class:`koalarization.model.colorizer.Colorizer`.
 """
 
 import numpy as np

@@ -21,7 +21,7 @@ import keras
 
 from koalarization import colors
 
-EMBEDDING_DIM = 1000
+from koalarization.constants import EMBEDDING_DIM  # noqa: F401
 IMAGENET_WEIGHTS_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
 
 

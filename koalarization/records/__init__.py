@@ -36,7 +36,7 @@ import tensorflow as tf
 from koalarization import colors, safeio
 
 SCHEMA_VERSION = 2
-MANIFEST_NAME = "manifest.json"
+from koalarization.constants import MANIFEST_FILE as MANIFEST_NAME  # noqa: E402
 L_QUANT = 2.55  # L in [0, 100] -> uint8 [0, 255]
 AB_LIMIT = 127  # ab clipped to the int8 range used by the records
 SPLITS = ("train", "val")

@@ -4,7 +4,7 @@
 Keras 3's ``fit`` breaks under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585, #20329),
 so the loop is a small custom one driving the standard Keras callbacks (progress bar,
 ``TensorBoard``, ``TerminateOnNaN``) as ``fit`` would; the run dir's files (history, best
-checkpoint, backup) are written by :mod:`koalarization.rundir`, kill-safe.
+checkpoint, backup) are written by :mod:`koalarization.train.rundir`, kill-safe.
 
 - The loss is the paper's MSE on scaled ab, averaged over the GLOBAL batch: each replica divides
   its sum by the true number of examples in the whole step (all-reduced), so any number of
@@ -27,7 +27,8 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from koalarization import data, plots, records, safeio  # noqa: E402
+from koalarization import plots, records, safeio  # noqa: E402
+from koalarization.records import dataset as data
 
 SUM = tf.distribute.ReduceOp.SUM
 HEARTBEAT_TIMEOUT_MS = 120_000  # a worker busy on a loaded machine is not a dead one

@@ -12,7 +12,7 @@ ab-error curve over 0-150 (see :mod:`koalarization.metrics`).
 With ``--records`` the photos are the records' letterboxed L/ab pairs (and their stored
 embeddings), scored at that resolution on the photo only: the white letterbox bars are cropped
 away first, since every method gets them right for free. With ``--images`` each file is colorized
-by the same :class:`koalarization.colorizer.Colorizer` as ``python -m koalarization.colorize``, and
+by the same :class:`koalarization.model.colorizer.Colorizer` as ``python -m koalarization.colorize``, and
 the score is of exactly the pixels ``colorize`` writes, at the photo's own size (``--max-side``
 shrinks the photo first, when asked). Images smaller than SSIM's 7x7 window are skipped and named.
 
@@ -88,7 +88,8 @@ def main(argv=None):
     try:
         with safeio.removed_if_left_empty(config.out_dir):
             safeio.check_output_dir(config.out_dir)  # before TensorFlow and any model
-            from koalarization import embedding, evaluation
+            from koalarization.model import inception as embedding
+            from koalarization.evaluate import scoring as evaluation
 
             report = evaluation.evaluate(config)
     except KeyboardInterrupt:
@@ -105,7 +106,6 @@ def main(argv=None):
     return 0
 
 
-__getattr__ = options.forwarding(__name__, "koalarization.evaluation")  # e.g. evaluate.evaluate
 
 
 if __name__ == "__main__":

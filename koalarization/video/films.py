@@ -7,7 +7,7 @@ The commands ``python -m koalarization.video`` and ``python -m koalarization.col
 both run :func:`main` of this module (its parser is the film command's), so neither command
 module imports the other.
 
-Each frame goes through the photos' method (:class:`koalarization.colorizer.Colorizer`: the same
+Each frame goes through the photos' method (:class:`koalarization.model.colorizer.Colorizer`: the same
 object and steps: luminance and letterbox, Inception embedding, network, un-letterbox, upsampling,
 recombination with the frame's full-resolution luminance). Between those steps, within a shot,
 the colour is steadied over time:
@@ -573,7 +573,7 @@ def colorize_videos(config, inception=None, log=print, progress=True):
     if not 0.0 <= config.smoothing < 1.0:
         raise ValueError(f"--smoothing {config.smoothing}: must be in [0, 1)")
     safeio.check_output_dir(config.out_dir)
-    from koalarization.colorizer import Colorizer, resolve_model
+    from koalarization.model.colorizer import Colorizer, resolve_model
 
     resolve_model(config.model)
     written, failed, todo, taken = [], [], [], {}
@@ -647,7 +647,7 @@ def main(argv=None, inception=None):
     except KeyboardInterrupt:
         return safeio.EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
-        from koalarization import embedding
+        from koalarization.model import inception as embedding
 
         if not isinstance(error, (ValueError, embedding.WeightsUnavailableError, FileNotFoundError)):
             raise
@@ -655,6 +655,3 @@ def main(argv=None, inception=None):
         return 2
     return 0 if written else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

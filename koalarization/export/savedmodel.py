@@ -1,4 +1,4 @@
-"""Writing the SavedModel of a :class:`koalarization.colorizer.Colorizer`: the work of
+"""Writing the SavedModel of a :class:`koalarization.model.colorizer.Colorizer`: the work of
 ``python -m koalarization.export`` (see that module for the signatures), as a library for the CLI,
 ``train`` and the demo. Light to import: TensorFlow is imported by the functions.
 """
@@ -19,13 +19,14 @@ SIGNATURES = ("serving_default", "colorize_lab", "embed")
 def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
     """A ``tf.Module`` holding the variables of both networks and the three signature functions.
 
-    ``colorizer``: a :class:`~koalarization.colorizer.Colorizer` loaded from Keras. ``serving_default``
+    ``colorizer``: a :class:`~koalarization.model.colorizer.Colorizer` loaded from Keras. ``serving_default``
     is :meth:`Colorizer.colorize_encoded` traced with the module's two network functions. The
     networks compute in the colorizer's precision; every signature takes and gives float32.
     """
     import tensorflow as tf
 
-    from koalarization import colors, inference
+    from koalarization import colors
+    from koalarization.model import method as inference
 
     network, inception = colorizer.networks
     module = tf.Module(name="koalarization")
@@ -80,7 +81,7 @@ def export_saved_model(
     max_pixels=images.DEFAULT_MAX_PIXELS,
     precision="float32",
 ):
-    """Write the SavedModel of ``colorizer`` (a :class:`~koalarization.colorizer.Colorizer` from Keras,
+    """Write the SavedModel of ``colorizer`` (a :class:`~koalarization.model.colorizer.Colorizer` from Keras,
     or a Keras network with ``inception``) to ``out_dir``; returns ``out_dir``.
 
     ``inception``: with a Keras network, an already built embedder ((B, 299, 299, 3) -> (B, D)); when
@@ -121,8 +122,9 @@ def _check_out_dir(out_dir, overwrite):
 def _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision):
     import tensorflow as tf
 
-    from koalarization import colors, embedding
-    from koalarization.colorizer import EXPORT_INFO_NAME, Colorizer
+    from koalarization import colors
+    from koalarization.model import inception as embedding
+    from koalarization.model.colorizer import EXPORT_INFO_NAME, Colorizer
 
     if not isinstance(colorizer, Colorizer):
         if inception is None:
@@ -163,7 +165,7 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
 
 def export_from_path(config, inception=None, log=print):
     """Load ``config.model`` (run dir or .keras) as a Colorizer, with the Inception weights of its run, and export."""
-    from koalarization.colorizer import Colorizer, ModelError, resolve_model, embedding_facts, weights_from_facts
+    from koalarization.model.colorizer import Colorizer, ModelError, resolve_model, embedding_facts, weights_from_facts
 
     kind, model_path, run_config = resolve_model(config.model)
     if kind != "keras":

@@ -7,7 +7,7 @@
 - ``serving_default``: ``image_bytes`` (string [B], encoded JPEG/PNG/GIF/BMP/WebP, each of any size
   up to ``--max-pixels``) -> ``colorized_bytes`` (string [B], PNG of the same size as each input,
   zlib level 1: as lossless as any level, and much faster to write). The graph is traced from
-  :meth:`koalarization.colorizer.Colorizer.colorize_encoded`, the method ``colorize`` runs: decode
+  :meth:`koalarization.model.colorizer.Colorizer.colorize_encoded`, the method ``colorize`` runs: decode
   (EXIF orientation applied, size checked from the header first), luminance, letterbox, Inception
   embedding, colorizer, ab upsampling, recombination with the full-resolution L in strips, PNG.
   One bad element fails the whole call with an ``InvalidArgumentError`` (TF Serving: HTTP 400 and
@@ -38,7 +38,8 @@ import json
 import sys
 
 import koalarization
-from koalarization import options, safeio, saved_model
+from koalarization import options, safeio
+from koalarization.export import savedmodel as saved_model
 
 
 def parse_args(argv=None):
@@ -60,7 +61,7 @@ def parse_args(argv=None):
 def main(argv=None):
     config = parse_args(argv)
     print(json.dumps(dataclasses.asdict(config)))
-    from koalarization import embedding  # TensorFlow: after the arguments are parsed
+    from koalarization.model import inception as embedding  # TensorFlow: after the arguments are parsed
 
     try:
         saved_model.export_from_path(config)
@@ -79,7 +80,6 @@ def main(argv=None):
     return 0
 
 
-__getattr__ = options.forwarding(__name__, "koalarization.saved_model")  # e.g. export.export_from_path
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training, as a library: :class:`TrainConfig`, :func:`train` and what a run leaves behind.
 
-    from koalarization.training import TrainConfig, train
+    from koalarization.train.trainer import TrainConfig, train
     result = train(TrainConfig.with_preset("smoke", records="records/", run_dir="runs/smoke"))
     result.model_path, result.history["val_loss"]
 
@@ -12,11 +12,11 @@ The run dir ends up holding ``config.json`` (this config plus the records' manif
 and a gray | prediction | truth panel of a fixed validation batch), ``history.csv``,
 ``samples/epoch_NNN.png`` (the same panels) and ``loss.png``. While training it also holds
 ``backup/`` and ``.lock``. Every file is written under a temporary name and renamed (the backup
-in two generations with checksums, :mod:`koalarization.rundir`): a run killed at any instant,
+in two generations with checksums, :mod:`koalarization.train.rundir`): a run killed at any instant,
 or stopped with Ctrl-C, resumes after its last finished epoch when the same command runs again.
 
 Importing this module imports no TensorFlow, so a busy or unusable run dir is answered at once.
-The loop is :mod:`koalarization.loop` (one ``tf.function`` step under ``strategy.run`` for every
+The loop is :mod:`koalarization.train.loop` (one ``tf.function`` step under ``strategy.run`` for every
 ``--distribution``; the loss is the mean over the global batch). With ``multi_worker`` only the
 chief (task ``chief``, or ``worker`` 0 when there is none) writes the run dir; the other workers
 restore from the chief's backup.
@@ -28,7 +28,8 @@ import os
 from typing import Any, Optional
 
 import koalarization
-from koalarization import rundir, safeio
+from koalarization import constants, safeio
+from koalarization.train import rundir
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")  # auto: koalarization.precision.training_policy
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
@@ -97,14 +98,6 @@ class TrainResult:
     replicas: int = 1  # replicas in sync under the strategy
 
 
-def __getattr__(name):
-    """The loop's pieces under their old names (``train.make_steps`` in the benchmarks), imported
-    only when asked for: importing this module stays free of TensorFlow."""
-    if name in ("make_steps", "distribute", "make_strategy", "per_example_mse"):
-        from koalarization import loop
-
-        return getattr(loop, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_chief_task(tf_config):
@@ -164,19 +157,20 @@ def _check_same_records(config, facts):
 def _check_records_folder(records_dir):
     """A records folder without a manifest is one line (:func:`records.read_manifest` reads it later, with TensorFlow)."""
     names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
-    if not any(n == "manifest.json" or (n.startswith("manifest-w") and n.endswith(".json")) for n in names):
+    if not any(n == constants.MANIFEST_FILE or (n.startswith("manifest-w") and n.endswith(".json")) for n in names):
         raise UserError(f"{records_dir}: no manifest.json here; build records first with `python -m tfrecords_builder --out {records_dir}`")
 
 
 def _train(config, chief, callbacks, log):
-    from koalarization import loop  # TensorFlow from here on
+    from koalarization.train import loop  # TensorFlow from here on
 
     strategy = loop.make_strategy(config.distribution)  # first: multi-worker collectives precede any TF op
     import keras
     import tensorflow as tf
 
-    from koalarization import data, precision, records
-    from koalarization.model import build_colorizer, compile_colorizer
+    from koalarization import precision, records
+    from koalarization.records import dataset as data
+    from koalarization.model.network import build_colorizer, compile_colorizer
 
     policy = precision.training_policy(config.precision)  # "auto" -> mixed_bfloat16 where bf16 is native
     manifest = records.read_manifest(config.records)
@@ -236,7 +230,8 @@ def _train(config, chief, callbacks, log):
 def export_run(run_dir, manifest, log):
     """Export ``run_dir/saved_model/1`` for TF Serving, when the records hold Inception embeddings.
     A failure (e.g. no Inception weights offline) is one line: the run itself is complete."""
-    from koalarization import embedding, saved_model
+    from koalarization.model import inception as embedding
+    from koalarization.export import savedmodel as saved_model
 
     facts = manifest["embedding"]
     if facts.get("dim") != embedding.EMBEDDING_DIM or facts.get("weights", {}).get("source") not in ("imagenet", "random", "file"):

@@ -1,0 +1,88 @@
+"""One error table for every command: each failure a user can meet is a :class:`KoalarizationError`
+whose class says its exit status, and :func:`command` turns any of them into one line on stderr.
+
+======  ==========================  ====================================================================
+status  class                       meaning
+======  ==========================  ====================================================================
+0                                   done
+1       ``SomeInputsFailed``        the command ran, but some inputs were skipped (each named in the log)
+2       ``UsageError``              a bad option value or command line, a missing or unusable input
+                                    (file, folder, model, weights, hint), an unknown Beam runner
+3       ``OutputError``             an output that cannot be written: a file where a folder must go, an
+                                    existing output without ``--overwrite``, a full disk, no permission
+4       ``InUseError``              a records folder, run dir or output folder in use by another process
+5       ``DamagedError``            damaged records, run dir, model or state file: names the file
+130     ``KeyboardInterrupt``       Ctrl-C (the same command again resumes where a command can resume)
+======  ==========================  ====================================================================
+
+Pure Python, no TensorFlow: every command parses and checks its paths before the slow imports.
+"""
+
+import functools
+import sys
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_OUTPUT = 3
+EXIT_IN_USE = 4
+EXIT_DAMAGED = 5
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+
+class KoalarizationError(Exception):
+    """The base of every error a command reports as one line; ``exit_status`` is the table's."""
+
+    exit_status = EXIT_USAGE
+
+
+class SomeInputsFailed(KoalarizationError):
+    exit_status = EXIT_PARTIAL
+
+
+class UsageError(KoalarizationError, ValueError):
+    exit_status = EXIT_USAGE
+
+
+class OutputError(KoalarizationError, OSError):
+    exit_status = EXIT_OUTPUT
+
+
+class InUseError(KoalarizationError):
+    exit_status = EXIT_IN_USE
+
+
+class DamagedError(KoalarizationError, ValueError):
+    exit_status = EXIT_DAMAGED
+
+
+def exit_status(error):
+    """The table's status for ``error``: its class's, 130 for Ctrl-C, else :data:`EXIT_USAGE`."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return getattr(error, "exit_status", EXIT_USAGE)
+
+
+def report(error, stream=None):
+    """Print ``error`` as the one line a command gives it, and return its exit status."""
+    status = exit_status(error)
+    if status != EXIT_INTERRUPTED:
+        print(f"error: {error}", file=stream or sys.stderr)
+    else:
+        print("interrupted: run the same command again to resume", file=stream or sys.stderr)
+    return status
+
+
+def command(function):
+    """Decorate a command's ``main``: a :class:`KoalarizationError` or Ctrl-C becomes one line on
+    stderr and the table's exit status (no traceback); anything else is a bug and keeps its
+    traceback."""
+
+    @functools.wraps(function)
+    def main(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (KoalarizationError, KeyboardInterrupt) as error:
+            return report(error)
+
+    return main

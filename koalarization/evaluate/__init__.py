@@ -1,0 +1,1 @@
+"""koalarization.evaluate."""
