@@ -1,1 +1,5 @@
-"""koalarization.colorize."""
+"""Colorizing photos and folders: ``python -m koalarization.colorize`` (:mod:`.__main__`).
+
+- :mod:`.files`: output names planned from the whole input set, then each photo through the
+  :class:`~koalarization.model.colorizer.Colorizer`, written kill-safe.
+"""

@@ -1,1 +1,4 @@
-"""koalarization.evaluate."""
+"""Scoring a colorizer beside two baselines: ``python -m koalarization.evaluate`` (:mod:`.__main__`).
+
+- :mod:`.scoring`: the model, the gray and mean-ab baselines, the per-image metrics, the report.
+"""

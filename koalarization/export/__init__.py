@@ -1,1 +1,5 @@
-"""koalarization.export."""
+"""The SavedModel for TF Serving: ``python -m koalarization.export`` (:mod:`.__main__`).
+
+- :mod:`.savedmodel`: the signatures, traced from the same
+  :class:`~koalarization.model.colorizer.Colorizer` the command line uses.
+"""
