@@ -1,6 +1,6 @@
 """Training figures: achieved GFLOP/s vs matmul, mixed_bfloat16 vs float32, records vs memory.
 
-The train step is the training's own (``koalarization.train.make_steps``: the paper's Adam + MSE
+The train step is the training's own (``koalarization.train.loop.make_steps``: the paper's Adam + MSE
 under ``strategy.run``), timed step by step; each figure's two sides run in alternation and the
 median step is kept, so a burst of load from another process moves both sides alike.
 """

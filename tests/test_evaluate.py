@@ -11,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from conftest import SMALL_DIM, synthetic_photo
 from koalarization import colors, metrics
 import koalarization.evaluate.__main__ as evaluate
+from koalarization.evaluate import scoring as evaluation
 from koalarization.model import network as model
 
 
@@ -121,7 +122,7 @@ def test_cli_on_records_writes_metrics_table_and_plots(synthetic_records, tiny_m
     assert "train split" in report["mean_ab"]["from"]
     for img in report["images"]:
         for method in ("model", "gray", "mean_ab"):
-            assert set(img[method]) == set(evaluate.METRICS)
+            assert set(img[method]) == set(evaluation.METRICS)
             assert 0 <= img[method]["auc"] <= 1 and img[method]["ssim"] <= 1
         assert img["gray"]["colorfulness"] < 0.5  # ab = 0 really is gray
         assert img["gray"]["colorfulness_diff"] == pytest.approx(img["colorfulness_original"], abs=0.5)

@@ -22,6 +22,7 @@ from koalarization import colors, images, metrics
 import koalarization.colorize.__main__ as colorize
 from koalarization.model import colorizer
 import koalarization.evaluate.__main__ as evaluate
+from koalarization.evaluate import scoring as evaluation
 import koalarization.export.__main__ as export
 
 WORKING_SIZE = 32
