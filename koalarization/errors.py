@@ -56,33 +56,64 @@ class DamagedError(KoalarizationError, ValueError):
     exit_status = EXIT_DAMAGED
 
 
+class Interrupted(KoalarizationError):
+    """Ctrl-C, with the one line that says what the command left (``str()``: that line)."""
+
+    exit_status = EXIT_INTERRUPTED
+
+
+EXPECTED = (KoalarizationError, KeyboardInterrupt, FileNotFoundError, ValueError, OSError)
+"""What :func:`command` reports as one line. Besides our own classes, the built-in errors the
+libraries raise for a user's input keep the table's meaning: ``FileNotFoundError`` and
+``ValueError`` (a missing input, a bad value: 2), any other ``OSError`` (a write that failed: a
+full disk, no permission: 3)."""
+
+
 def exit_status(error):
-    """The table's status for ``error``: its class's, 130 for Ctrl-C, else :data:`EXIT_USAGE`."""
+    """The table's status for ``error``: its class's, 130 for Ctrl-C, 3 for a built-in ``OSError``
+    other than ``FileNotFoundError``, else :data:`EXIT_USAGE`."""
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    return getattr(error, "exit_status", EXIT_USAGE)
+    if isinstance(error, KoalarizationError):
+        return error.exit_status
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+        return EXIT_OUTPUT
+    return EXIT_USAGE
+
+
+def one_line(error):
+    """``error`` as one line: an ``OSError`` names its file and says what to do."""
+    if isinstance(error, OSError) and not isinstance(error, (KoalarizationError, FileNotFoundError)) and error.errno:
+        from koalarization import safeio
+
+        return f"{safeio.describe_os_error(error.filename or 'output', error)}; {safeio.what_to_do(error)} and run the same command again"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def report(error, stream=None):
     """Print ``error`` as the one line a command gives it, and return its exit status."""
     status = exit_status(error)
-    if status != EXIT_INTERRUPTED:
-        print(f"error: {error}", file=stream or sys.stderr)
+    stream = stream or sys.stderr
+    if isinstance(error, Interrupted):
+        print(f"\n{error}", file=stream)
+    elif status == EXIT_INTERRUPTED:
+        print("\ninterrupted: run the same command again to resume", file=stream)
     else:
-        print("interrupted: run the same command again to resume", file=stream or sys.stderr)
+        print(f"error: {one_line(error)}", file=stream)
     return status
 
 
 def command(function):
-    """Decorate a command's ``main``: a :class:`KoalarizationError` or Ctrl-C becomes one line on
-    stderr and the table's exit status (no traceback); anything else is a bug and keeps its
-    traceback."""
+    """Decorate a command's ``main``: a :class:`KoalarizationError`, one of the built-in errors of
+    :data:`EXPECTED` or Ctrl-C becomes one line on stderr and the table's exit status (no
+    traceback); anything else is a bug and keeps its traceback. ``main`` returns its status (0, or
+    1 when some inputs failed)."""
 
     @functools.wraps(function)
     def main(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (KoalarizationError, KeyboardInterrupt) as error:
+        except EXPECTED as error:
             return report(error)
 
     return main

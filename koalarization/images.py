@@ -13,12 +13,12 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from koalarization import discovery
+from koalarization import discovery, errors
 
 IMAGE_EXTENSIONS = discovery.IMAGE_EXTENSIONS
 
 
-class ImageError(ValueError):
+class ImageError(errors.UsageError):
     """An input that is not a readable image; ``str()`` is ``"PATH: reason"``."""
 
     def __init__(self, path, reason):

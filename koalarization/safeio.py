@@ -32,25 +32,27 @@ import shutil
 import socket
 import time
 
+from koalarization import errors
+
 TEMP_MARK = ".tmp-"  # every temporary name contains this: ".NAME.tmp-PID-HOST"
 EXIT_OUTPUT = 3  # exit status of a command whose output path is refused
 EXIT_LOCKED = 4  # exit status of a command whose records/run dir is in use by another process
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
-class SafeIOError(Exception):
+class SafeIOError(errors.KoalarizationError):
     """A problem with a file or folder, ``str()`` a single line that names it."""
 
 
-class DamagedFileError(SafeIOError):
+class DamagedFileError(SafeIOError, errors.DamagedError):
     pass
 
 
-class OutputPathError(SafeIOError):
+class OutputPathError(SafeIOError, errors.OutputError):
     pass
 
 
-class LockedError(SafeIOError):
+class LockedError(SafeIOError, errors.InUseError):
     pass
 
 

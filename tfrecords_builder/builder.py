@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import colors, images, precision, records, safeio
+from koalarization import colors, errors, images, precision, records, safeio
 from koalarization.model import inception as embedding
 from tfrecords_builder import sources
 
@@ -47,7 +47,7 @@ GRAYSCALE = "grayscale"  # the skip reason of a gray photo
 PREP_THREADS = 2  # decode + convert threads; TensorFlow ops inside them use its own thread pool
 
 
-class BuildError(RuntimeError):
+class BuildError(errors.UsageError):
     """A problem with the inputs or settings; the message is one line that says what to do."""
 
 

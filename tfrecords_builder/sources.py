@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from koalarization import discovery, safeio
+from koalarization import discovery, errors, safeio
 
 # The colour photographs bundled with scikit-image (grayscale ones such as camera, moon and page
 # are left out) and matplotlib.
@@ -40,7 +40,7 @@ SKIMAGE_PHOTOS = (
 MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
 
 
-class SourceError(RuntimeError):
+class SourceError(errors.UsageError):
     """A source that cannot be used; the message says which and why, in one line."""
 
 

@@ -23,7 +23,7 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors, safeio
+from koalarization import colors, errors, safeio
 from koalarization.model import decode
 from koalarization.model import method as inference
 from koalarization import precision as precisions
@@ -33,8 +33,14 @@ BATCH_PIXELS = 1 << 24  # colorize holds at most about this many input pixels at
 PNG_COMPRESSION = 1  # serving_default's zlib level in tf.io.encode_png: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
 
 
-class ModelError(ValueError):
+class ModelError(errors.UsageError):
     """A ``--model`` that cannot be used; ``str()`` names the path and the problem."""
+
+
+class DamagedModelError(ModelError, errors.DamagedError):
+    """A model file that is not what it says (a ``.keras`` that is no zip archive)."""
+
+    exit_status = errors.EXIT_DAMAGED
 
 
 # -- the known config schemas ----------------------------------------------------------------------
@@ -125,7 +131,7 @@ def load_keras_network(model_path):
     from koalarization import precision
 
     if os.path.isfile(model_path) and not zipfile.is_zipfile(model_path):
-        raise ModelError(f"{model_path}: not a .keras file (a .keras file is a zip archive; this one is damaged or something else)")
+        raise DamagedModelError(f"{model_path}: not a .keras file (a .keras file is a zip archive; this one is damaged or something else)")
     try:
         network = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:  # keras raises ValueError, OSError, zipfile errors... for a bad file

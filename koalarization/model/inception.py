@@ -19,13 +19,13 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import keras
 
-from koalarization import colors
+from koalarization import colors, errors
 
 from koalarization.constants import EMBEDDING_DIM  # noqa: F401
 IMAGENET_WEIGHTS_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5"
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(errors.UsageError):
     """ImageNet weights are neither cached nor downloadable."""
 
 

@@ -33,7 +33,7 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors, safeio
+from koalarization import colors, errors, safeio
 
 SCHEMA_VERSION = 2
 from koalarization.constants import MANIFEST_FILE as MANIFEST_NAME  # noqa: E402
@@ -129,7 +129,7 @@ def write_json_atomic(path, payload):
     safeio.write_json(path, payload)
 
 
-class RecordsError(ValueError):
+class RecordsError(errors.DamagedError):
     """Records that cannot be read as they are (damaged manifest, other schema); one line."""
 
 

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 
-from koalarization import constants, safeio
+from koalarization import constants, errors, safeio
 
 CONFIG = constants.CONFIG_FILE
 HISTORY = "history.csv"
@@ -41,8 +41,14 @@ HISTORY_KEYS = ("epoch", "loss", "val_loss")
 UNCOMPARED = ("verbose", "backup_every_steps")  # config fields a resumed run may change
 
 
-class RunDirError(Exception):
-    """The run dir cannot be used as asked: one line, no traceback."""
+class RunDirError(errors.OutputError):
+    """The run dir cannot be used as asked (another run's, a finished one): one line, no traceback."""
+
+
+class DamagedRunDirError(RunDirError, errors.DamagedError):
+    """A damaged file of the run dir (its config): one line naming it."""
+
+    exit_status = errors.EXIT_DAMAGED
 
 
 def clean(run_dir):
@@ -59,7 +65,7 @@ def read_config(run_dir):
     try:
         return safeio.read_json(path, "run config", kind=dict)
     except safeio.DamagedFileError as error:
-        raise RunDirError(f"{error}; move it away to start this run over, or choose a new --run-dir") from None
+        raise DamagedRunDirError(f"{error}; move it away to start this run over, or choose a new --run-dir") from None
 
 
 def check(run_dir, config_fields):
@@ -71,7 +77,7 @@ def check(run_dir, config_fields):
         return False
     saved = saved.get("config", {})
     if not isinstance(saved, dict):
-        raise RunDirError(f"{os.path.join(run_dir, CONFIG)}: damaged run config (its \"config\" is not an object); "
+        raise DamagedRunDirError(f"{os.path.join(run_dir, CONFIG)}: damaged run config (its \"config\" is not an object); "
                           "move it away to start this run over, or choose a new --run-dir")  # fmt: skip
     differs = sorted(k for k in config_fields if k not in UNCOMPARED and saved.get(k) != config_fields[k])
     if differs:
