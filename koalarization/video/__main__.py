@@ -3,18 +3,18 @@
     python -m koalarization.video film.mp4 -o colorized/ --model runs/smoke          # -> colorized/film.mp4
     python -m koalarization.video film.mp4 -o colorized/ --model runs/smoke --resume # finish a killed run
 
-The command; the method, the streaming and the parser are :mod:`koalarization.video.films`.
+The command: parses a :class:`koalarization.video.config.VideoConfig`, then runs
+:func:`koalarization.video.films.run`. Exit statuses: the table of :mod:`koalarization.errors`.
 """
 
 import sys
 
 import koalarization
+from koalarization import cli
 from koalarization.video import films
+from koalarization.video.config import VideoConfig
 
-
-def main(argv=None):
-    return films.main(argv)
-
+main = cli.command(VideoConfig, films.run)
 
 if __name__ == "__main__":
     koalarization.inference_only_command()  # networks only: oneDNN packs their weights once
