@@ -220,14 +220,16 @@ def options_markdown(config_class):
     return "\n".join(rows) + "\n"
 
 
-def command(config_class, run, presets=None):
-    """A command's ``main(argv=None, **kwargs)``: :func:`parse` ``argv``, then ``run(config, **kwargs)``,
-    under :func:`errors.command` (one line and the table's status for every expected failure).
-    ``run`` is the one library function the command calls; it returns the exit status."""
+def command(config, run, presets=None):
+    """A command's ``main(argv=None, **kwargs)``: :func:`parse` ``argv`` into the ``config`` class
+    (or call ``config(argv)``, a command's own parse function), then ``run(config, **kwargs)``, under
+    :func:`errors.command` (one line and the table's status for every expected failure). ``run`` is
+    the one library function the command calls; it returns the exit status."""
+    read = config if not dataclasses.is_dataclass(config) else lambda argv: parse(config, argv, presets)
 
     @errors.command
     def main(argv=None, **kwargs):
-        return run(parse(config_class, argv, presets), **kwargs)
+        return run(read(argv), **kwargs)
 
-    main.__doc__ = f"{config_class.PROG}: parse a {config_class.__name__}, then {run.__module__}.{run.__name__}."
+    main.__doc__ = f"Parse the command line, then {run.__module__}.{run.__name__}."
     return main

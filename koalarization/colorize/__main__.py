@@ -21,81 +21,21 @@ from the whole input set, so they do not depend on the order of the arguments: `
 symbolic links say. Photos over ``--max-pixels`` (read from their header) are skipped and named.
 Unreadable files are reported (path and reason) and skipped; existing outputs are kept unless
 ``--overwrite``. Exit status: 0 when at least one image was colorized or already done, 1 when
-nothing could be colorized (with the reason), 2 for a bad command line or model, 3 for an output
-folder that cannot be used (checked before any model is loaded).
+nothing could be colorized (with the reason), else the table of :mod:`koalarization.errors` (an
+output folder that cannot be used is checked before any model is loaded).
 
-Videos (``colorize film.mp4 -o out/ --model runs/smoke``) are handed to :mod:`koalarization.video`,
-whose flags and exit statuses then apply.
+Videos (``colorize film.mp4 -o out/ --model runs/smoke``) are parsed as
+:class:`koalarization.video.config.VideoConfig` (:func:`koalarization.colorize.config.parse`) and
+handed to :func:`koalarization.video.films.run`, whose flags then apply. The photos' options: :class:`koalarization.colorize.config.ColorizeConfig`.
 """
 
-import argparse
-import dataclasses
-import json
 import sys
 
 import koalarization
-from koalarization import options, safeio
-from koalarization.colorize import files as colorizing
-from koalarization.video import films
+from koalarization import cli
+from koalarization.colorize import config, files
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m koalarization.colorize",
-        description="Colorize photos of any size; outputs keep the input's size and full-resolution luminance. "
-        "Videos (.mp4, .mov, .mkv, .avi, .webm, ...) are colorized by python -m koalarization.video (see its --help).",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or glob patterns")
-    parser.add_argument("-o", "--out-dir", required=True, help="folder for the colorized images (created if needed)")
-    parser.add_argument("--model", required=True, help="run dir (model.keras + config.json), .keras file or exported SavedModel dir")
-    options.add_working_size(parser, "the network runs at; the output keeps the input size")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8; and at most ~16 MP of them)")
-    parser.add_argument("--compare", action="store_true", help="also write NAME_compare.<format>: gray input | colorized | original")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them and say so)")
-    options.add_max_pixels(parser, "skip (and name)")
-    parser.add_argument("--format", choices=("png", "jpg", "webp"), default="png", help="output format (default: png, lossless)")
-    parser.add_argument("--quality", type=int, default=90, help="jpg and webp quality, 1-100 (default: %(default)s)")
-    parser.add_argument(
-        "--png-compression", type=int, default=1,
-        help="PNG zlib level 0-9, all lossless (default: %(default)s, fast; 9: smallest files, several times slower)",
-    )  # fmt: skip
-    parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
-    options.add_precision(parser)
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
-    args = options.check(parser, parser.parse_args(argv))
-    if not 1 <= args.quality <= 100:
-        parser.error(f"--quality {args.quality}: must be 1-100")
-    if not 0 <= args.png_compression <= 9:
-        parser.error(f"--png-compression {args.png_compression}: must be 0-9")
-    return colorizing.ColorizeConfig(**{**vars(args), "inputs": tuple(args.inputs)})
-
-
-def main(argv=None, inception=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(films.is_video(arg) for arg in argv if not arg.startswith("-")):  # films: koalarization.video's command line
-        return films.main(argv, inception=inception)
-    config = parse_args(argv)
-    print(json.dumps(dataclasses.asdict(config)))
-    try:
-        with safeio.removed_if_left_empty(config.out_dir):
-            summary = colorizing.colorize_files(config, inception=inception)
-    except (safeio.OutputPathError, safeio.LockedError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return safeio.exit_status(error)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the colorized files in {config.out_dir} are whole; run the same command again to do the rest "
-              "(finished ones are kept)", file=sys.stderr)  # fmt: skip
-        return safeio.EXIT_INTERRUPTED
-    except Exception as error:  # noqa: BLE001  -- model and weights errors: one line, no traceback
-        from koalarization.model import inception as embedding
-
-        if not isinstance(error, (ValueError, embedding.WeightsUnavailableError, FileNotFoundError)):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0 if summary.colorized or summary.existing else 1
-
-
+main = cli.command(config.parse, files.run)
 
 
 if __name__ == "__main__":

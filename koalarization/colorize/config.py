@@ -4,9 +4,11 @@ Pure Python: the demo, the notebooks and the benchmarks build it without a comma
 """
 
 import dataclasses
+import sys
 from typing import ClassVar
 
 from koalarization import cli, errors
+from koalarization.video.config import VideoConfig, is_video
 
 FORMATS = ("png", "jpg", "webp")
 
@@ -44,3 +46,12 @@ class ColorizeConfig:
             raise errors.UsageError(f"--quality {self.quality}: must be 1-100")
         if not 0 <= self.png_compression <= 9:
             raise errors.UsageError(f"--png-compression {self.png_compression}: must be 0-9")
+
+
+def parse(argv=None):
+    """The colorize command line: a :class:`ColorizeConfig`, or a :class:`VideoConfig` when an input
+    is a film (``colorize film.mp4`` takes ``python -m koalarization.video``'s options)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(is_video(arg) for arg in argv if not arg.startswith("-")):
+        return cli.parse(VideoConfig, argv)
+    return cli.parse(ColorizeConfig, argv)

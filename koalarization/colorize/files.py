@@ -8,12 +8,13 @@ comes with the colorizer, after the paths are checked.
 
 
 import dataclasses
+import json
 import os
 import re
 import sys
 
-from koalarization import images, safeio
-from koalarization.configs import ColorizeConfig  # noqa: F401  (the config colorize_files takes)
+from koalarization import errors, images, safeio
+from koalarization.colorize.config import ColorizeConfig  # noqa: F401  (the config colorize_files takes)
 
 COMPARE_SUFFIX = "_compare"
 OLD_TEMPORARY = re.compile(r".+\.png\.tmp$")  # what versions before safeio left after a kill
@@ -150,9 +151,9 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     model is ready (the progress line shows the model's loading time).
     """
     if config.batch_size < 1:
-        raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+        raise errors.UsageError(f"--batch-size {config.batch_size}: must be at least 1")
     if config.format not in FORMATS:
-        raise ValueError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
+        raise errors.UsageError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
     input_folders = [item for item in config.inputs if os.path.isdir(item)]
     safeio.check_output_dir(config.out_dir, input_folders)
     from koalarization.model.colorizer import Colorizer, resolve_model
@@ -160,6 +161,8 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
     ext = FORMATS[config.format]
     jobs, missing, videos = plan_outputs(config.inputs, config.out_dir, config.compare)
+    if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):
+        raise errors.UsageError(f"{missing[0][0]}: {missing[0][1]}" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
@@ -247,3 +250,25 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
 def _summary_line(summary, out_dir):
     return f"colorized {len(summary.colorized)}, kept {len(summary.existing)} existing, failed {len(summary.failed)} -> {out_dir}"
+
+
+def run(config, inception=None):
+    """The command ``python -m koalarization.colorize``: print ``config`` as JSON, colorize; the
+    exit status: 0 when at least one image was colorized or already done, 1 when none could be.
+    A :class:`~koalarization.video.config.VideoConfig` (films) goes to :func:`koalarization.video.films.run`."""
+    from koalarization.video.config import VideoConfig
+
+    if isinstance(config, VideoConfig):
+        from koalarization.video import films
+
+        return films.run(config, inception=inception)
+    print(json.dumps(dataclasses.asdict(config)))
+    try:
+        with safeio.removed_if_left_empty(config.out_dir):
+            summary = colorize_files(config, inception=inception)
+    except KeyboardInterrupt:
+        raise errors.Interrupted(
+            f"interrupted: the colorized files in {config.out_dir} are whole; run the same command again to do the rest "
+            "(finished ones are kept)"
+        ) from None
+    return 0 if summary.colorized or summary.existing else 1

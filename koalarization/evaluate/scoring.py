@@ -20,7 +20,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from koalarization.model import colorizer as colorizer_module
-from koalarization import colors, images, metrics, plots, records, safeio
+from koalarization import colors, errors, images, metrics, plots, records, safeio
+from koalarization.evaluate.config import EvaluateConfig  # noqa: F401  (the config evaluate takes)
 from koalarization.records import dataset as data
 from koalarization.model import method as inference
 
@@ -430,3 +431,17 @@ def write_report(report, curves, best, worst, out_dir):
     worst = [entry for entry in sorted(worst, reverse=True) if entry[1] not in shown]  # highest first
     best_items, worst_items = [item for *_, item in best], [item for *_, item in worst]
     plots.best_worst_grid(best_items, worst_items, os.path.join(out_dir, "best_worst.png"))
+
+
+def run(config, inception=None):
+    """The command ``python -m koalarization.evaluate``: print ``config`` as JSON, evaluate, write the report."""
+    print(json.dumps(dataclasses.asdict(config)))
+    try:
+        with safeio.removed_if_left_empty(config.out_dir):
+            safeio.check_output_dir(config.out_dir)  # before any model
+            report = evaluate(config, inception=inception)
+    except KeyboardInterrupt:
+        raise errors.Interrupted("interrupted: no report written (a report is written whole at the end); run the command again") from None
+    print(markdown_table(report))
+    print(f"wrote metrics.json, metrics.md, ab_error_cdf.png, best_worst.png to {config.out_dir}")
+    return 0

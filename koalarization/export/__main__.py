@@ -30,57 +30,19 @@ kill at any instant leaves a whole model under ``--out``; elsewhere a kill betwe
 leaves the old model set aside, put back by the next export. The next export also removes what a
 killed one left. Two exports into
 one version folder at once: the second stops with one line (``.lock-1`` beside the folder).
+
+The command parses an :class:`koalarization.export.config.ExportConfig`, then runs
+:func:`koalarization.export.savedmodel.run`; exit statuses: the table of :mod:`koalarization.errors`.
 """
 
-import argparse
-import dataclasses
-import json
 import sys
 
 import koalarization
-from koalarization import options, safeio
-from koalarization.export import savedmodel as saved_model
+from koalarization import cli
+from koalarization.export import savedmodel
+from koalarization.export.config import ExportConfig
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m koalarization.export",
-        description="Export a trained colorizer and its Inception-ResNet-v2 as a SavedModel for TF Serving.",
-    )
-    parser.add_argument("--model", required=True, help="run dir (holding model.keras and config.json) or a .keras file")
-    parser.add_argument("--out", required=True, help="version folder to write, e.g. models/koalarization/1 (TF Serving layout)")
-    parser.add_argument("--inception-weights", help=options.INCEPTION_WEIGHTS_HELP)
-    options.add_working_size(parser, "the colorizer runs at in the SavedModel")
-    options.add_max_pixels(parser, "serving_default refuses (one InvalidArgumentError)")
-    options.add_precision(parser, default="float32")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it already holds something")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
-    return saved_model.ExportConfig(**vars(options.check(parser, parser.parse_args(argv))))
-
-
-def main(argv=None):
-    config = parse_args(argv)
-    print(json.dumps(dataclasses.asdict(config)))
-    from koalarization.model import inception as embedding  # TensorFlow: after the arguments are parsed
-
-    try:
-        saved_model.export_from_path(config)
-    except safeio.LockedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return safeio.exit_status(error)
-    except (ValueError, embedding.WeightsUnavailableError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a full disk, a read-only folder: the version folder holds what it held
-        print(f"error: {safeio.describe_os_error(error.filename or config.out, error)}; {config.out} is as it was", file=sys.stderr)
-        return safeio.EXIT_OUTPUT
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {config.out} holds a whole model, the old one or the new one; run the command again", file=sys.stderr)
-        return safeio.EXIT_INTERRUPTED
-    return 0
-
-
-
+main = cli.command(ExportConfig, savedmodel.run)
 
 if __name__ == "__main__":
     koalarization.inference_only_command()  # networks only: oneDNN packs their weights once

@@ -4,14 +4,15 @@
 """
 
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 
 import koalarization
-from koalarization import images, safeio
-from koalarization.configs import ExportConfig  # noqa: F401  (the config export_from_path takes)
+from koalarization import errors, images, safeio
+from koalarization.export.config import ExportConfig  # noqa: F401  (the config export_from_path takes)
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
 
@@ -86,7 +87,7 @@ def export_saved_model(
 
     ``inception``: with a Keras network, an already built embedder ((B, 299, 299, 3) -> (B, D)); when
     None it is built with ``inception_weights`` ("imagenet", "random" or a weights file). ``config``:
-    the training config, written to ``export.json``. Raises ``FileExistsError`` for a non-empty
+    the training config, written to ``export.json``. Raises :class:`OutputExistsError` for a non-empty
     ``out_dir`` unless ``overwrite``. ``precision``: with a Keras network, what the SavedModel computes
     in (a Colorizer brings its own); recorded in ``export.json``.
     A kill at any instant leaves ``out_dir`` as it was or whole and new; the next export cleans up
@@ -107,16 +108,20 @@ def export_saved_model(
     return out_dir
 
 
+class OutputExistsError(errors.OutputError, FileExistsError):
+    """``--out`` holds something that is not replaced (a file, another folder, a model without ``--overwrite``)."""
+
+
 def _check_out_dir(out_dir, overwrite):
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise FileExistsError(f"{out_dir}: exists and is not a folder")
+        raise OutputExistsError(f"{out_dir}: exists and is not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "saved_model.pb")):
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out_dir}: not a SavedModel (no saved_model.pb), so not replaced: --overwrite replaces an earlier "
             "export only; choose a version folder such as models/koalarization/1"
         )
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
+        raise OutputExistsError(f"{out_dir}: already exists and is not empty (pass --overwrite to replace it)")
 
 
 def _export_locked(colorizer, out_dir, inception_weights, inception, working_size, config, max_pixels, precision):
@@ -131,7 +136,7 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
             inception = embedding.build_inception(inception_weights)
         colorizer = Colorizer.from_keras(colorizer, inception, working_size or colors.IMAGE_SIZE, config=config, precision=precision)
     if colorizer.networks is None:
-        raise ValueError(f"{colorizer.source}: already a SavedModel; export takes a run dir or a .keras file")
+        raise errors.UsageError(f"{colorizer.source}: already a SavedModel; export takes a run dir or a .keras file")
     inception = colorizer.networks[1]
     config = config if config is not None else colorizer.config
 
@@ -179,3 +184,18 @@ def export_from_path(config, inception=None, log=print):
     out = export_saved_model(colorizer, config.out, weights, config=run_config, overwrite=config.overwrite, max_pixels=config.max_pixels)
     log(f"wrote {out} (signatures: {', '.join(SIGNATURES)})")
     return out
+
+
+def run(config, inception=None):
+    """The command ``python -m koalarization.export``: print ``config`` as JSON, export; exit status 0."""
+    print(json.dumps(dataclasses.asdict(config)))
+    try:
+        export_from_path(config, inception=inception)
+    except KeyboardInterrupt:
+        raise errors.Interrupted(f"interrupted: {config.out} holds a whole model, the old one or the new one; run the command again") from None
+    except OSError as error:
+        if isinstance(error, (errors.KoalarizationError, FileNotFoundError)):
+            raise
+        # a full disk, a read-only folder: the version folder holds what it held
+        raise errors.OutputError(f"{safeio.describe_os_error(error.filename or config.out, error)}; {config.out} is as it was") from None
+    return 0

@@ -108,7 +108,7 @@ def _read_config(path):
     try:
         return safeio.read_json(path, "model config", kind=dict)
     except safeio.DamagedFileError as error:
-        raise ModelError(str(error)) from None
+        raise DamagedModelError(str(error)) from None
 
 
 def check_embedding_dim(colorizer_dim, embedder_dim, facts=None, model_path="the colorizer"):

@@ -294,6 +294,8 @@ def colorize_videos(config, inception=None, log=print, progress=True):
     from koalarization.model.colorizer import Colorizer, resolve_model
 
     resolve_model(config.model)
+    if not any(os.path.lexists(path) for path in config.inputs):  # a missing input, as in every command
+        raise VideoError(f"{config.inputs[0]}: no such file" + (f" (and {len(config.inputs) - 1} more missing)" if len(config.inputs) > 1 else ""))
     written, failed, todo, taken = [], [], [], {}
     inputs = {os.path.realpath(path): path for path in config.inputs}
 
