@@ -99,7 +99,7 @@ def video_speed(sizes, log=print):
     from koalarization.video import films
     from koalarization.model import network as model
     from koalarization.model.colorizer import Colorizer
-    from koalarization.configs import ColorizeConfig
+    from koalarization.colorize.config import ColorizeConfig
 
     count, _, _ = _plan(sizes)
     height, width = (480, 640) if sizes.real_inception else (48, 64)
@@ -149,11 +149,13 @@ def video_speed(sizes, log=print):
 MEMORY_SCRIPT = """
 import sys
 import keras
+from koalarization import cli
 from koalarization.video import films
+from koalarization.video.config import VideoConfig
 x = keras.Input((299, 299, 3))
 pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(13)(x))
 stand_in = keras.Model(x, keras.layers.Dense(1000)(pooled))
-sys.exit(films.main(sys.argv[1:], inception=stand_in))
+sys.exit(cli.command(VideoConfig, films.run)(sys.argv[1:], inception=stand_in))
 """
 
 

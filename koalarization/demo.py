@@ -18,23 +18,28 @@ resumes: records and training resume where they stopped; the export, the coloriz
 evaluation are kept when they are newer than the trained model. Pass ``--fresh`` to start over.
 """
 
-import argparse
 import dataclasses
 import os
 import shutil
 import sys
+from typing import ClassVar
 
 import koalarization  # noqa: F401  (TensorFlow is imported after the arguments are parsed)
-from koalarization import constants, options
+from koalarization import cli, constants
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    out: str = "out"  # everything goes here
-    inception_weights: str = "imagenet"  # imagenet (falls back to random offline) | random | PATH
-    precision: str = "float32"  # float32 | bfloat16 | auto: every stage's
-    fresh: bool = False  # delete OUT first
-    verbose: bool = False
+    PROG: ClassVar[str] = "python -m koalarization.demo"
+    DESCRIPTION: ClassVar[str] = "The whole pipeline on the bundled photos, in one command: the README's main job."
+
+    out: str = cli.option("out", help="output folder (default: %(default)s)")
+    inception_weights: str = cli.option(
+        "imagenet", help="imagenet (default; falls back to random when offline), random, or a weights file"
+    )
+    precision: str = cli.precision(default="float32")
+    fresh: bool = cli.option(False, help="delete the output folder first and redo everything")
+    verbose: bool = cli.verbose()
 
 
 def _stage(number, title):
@@ -60,8 +65,10 @@ def _done(output, model_path):
 
 
 def run(config):
-    from koalarization import configs
+    """Every stage, as the module docstring says; returns the exit status (0)."""
     from koalarization.colorize import files as colorizing
+    from koalarization.colorize.config import ColorizeConfig
+    from koalarization.evaluate.config import EvaluateConfig
     from koalarization.model import inception as embedding
     from koalarization.evaluate import scoring as evaluation
     from koalarization.export import savedmodel as saved_model
@@ -117,7 +124,7 @@ def run(config):
 
     _stage(4, f"colorizing the bundled photos -> {colorized_dir}")
     stale = [p for p in photos if not _done(os.path.join(colorized_dir, os.path.splitext(os.path.basename(p))[0] + ".png"), model_path)]
-    settings = configs.ColorizeConfig(inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=bool(stale))
+    settings = ColorizeConfig(inputs=tuple(photos), out_dir=colorized_dir, model=run_dir, compare=True, overwrite=bool(stale))
     colorizing.colorize_files(settings, colorizer=colorizer() if stale else None)  # kept outputs are said per photo
 
     _stage(5, f"evaluation against the gray and mean-colour baselines -> {eval_dir}")
@@ -128,7 +135,7 @@ def run(config):
             print(f.read())
     else:
         report = evaluation.evaluate(
-            configs.EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos)), colorizer=colorizer()
+            EvaluateConfig(model=run_dir, out_dir=eval_dir, images=tuple(photos)), colorizer=colorizer()
         )
         print(evaluation.markdown_table(report))
 
@@ -141,22 +148,10 @@ def run(config):
     print("The evaluated photos are the training photos: the scores measure fit, not generalisation.")
     if weights == "random":
         print("Note: Inception ran with RANDOM weights, so the colours cannot use what the photos show.")
-    return out
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m koalarization.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=DemoConfig.out, help="output folder (default: %(default)s)")
-    parser.add_argument(
-        "--inception-weights", default=DemoConfig.inception_weights,
-        help="imagenet (default; falls back to random when offline), random, or a weights file",
-    )
-    options.add_precision(parser, default=DemoConfig.precision)
-    parser.add_argument("--fresh", action="store_true", help="delete the output folder first and redo everything")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up logs")
-    config = DemoConfig(**vars(parser.parse_args(argv)))
-    run(config)
     return 0
+
+
+main = cli.command(DemoConfig, run)
 
 
 if __name__ == "__main__":

@@ -8,56 +8,25 @@
 Each photo becomes one example (letterboxed L/ab plus its Inception-ResNet-v2 embedding) in a
 ``{split}-NNNNN.tfrecord`` shard, described by ``manifest.json``. See ``--help`` for every option.
 
-Exit status: 0 done; 1 a problem with the inputs or settings (one line); 2 a bad flag; 3 an
-``--out`` that cannot be a records folder; 4 another build is writing the same records; 130 Ctrl-C.
+The command parses a :class:`tfrecords_builder.config.BuildConfig`, then runs
+:func:`tfrecords_builder.builder.run`. Exit statuses: the table of :mod:`koalarization.errors` (2 a
+problem with the inputs, settings or a flag; 3 an ``--out`` that cannot be a records folder; 4
+another build is writing the same records; 5 damaged records to resume; 130 Ctrl-C).
 """
 
 import sys
 
 import koalarization
-from koalarization import safeio
-from tfrecords_builder.config import config_from_args
+from koalarization import cli, errors
+from tfrecords_builder.config import BuildConfig
 
 
-def _fail(error, status=1):
-    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-    return status
-
-
+@errors.command
 def main(argv=None):
-    config = config_from_args(argv)  # --help and bad flags answer here, before TensorFlow loads
-    try:
-        safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
-    except safeio.OutputPathError as error:
-        return _fail(error, safeio.EXIT_OUTPUT)
+    config = cli.parse(BuildConfig, argv)  # --help and bad flags answer here, before TensorFlow loads
+    from tfrecords_builder import builder  # quiets TensorFlow's start-up logs, then imports it
 
-    from koalarization.model.inception import WeightsUnavailableError  # quiets TensorFlow's start-up logs, then imports it
-    from tfrecords_builder.builder import BuildError, build
-
-    import tensorflow as tf  # noqa: E402
-
-    try:
-        build(config)
-    except safeio.SafeIOError as error:
-        return _fail(error, safeio.exit_status(error, default=1))
-    except (BuildError, WeightsUnavailableError) as error:
-        return _fail(error)
-    except OSError as error:  # a full disk, say (the shard writer's errors are OSErrors: records.write_shard)
-        reason = safeio.describe_os_error(error.filename or config.out, error)
-        return _fail(f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume", safeio.EXIT_OUTPUT)
-    except tf.errors.ResourceExhaustedError as error:  # out of memory while embedding a batch
-        first = (error.message or "").strip().splitlines()[:1]
-        return _fail(
-            f"out of memory while embedding a batch of {config.batch_size} ({first[0] if first else 'ResourceExhaustedError'}); "
-            "the finished shards are kept: run the same command with a smaller --batch-size and --resume"
-        )
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished shards in {config.out} are kept; run the same command with --resume to finish",
-            file=sys.stderr,
-        )
-        return safeio.EXIT_INTERRUPTED
-    return 0
+    return builder.run(config)
 
 
 if __name__ == "__main__":

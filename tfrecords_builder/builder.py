@@ -402,3 +402,27 @@ def _write_manifest(config, source, plan, state, info, embed, manifest_path):
     manifest = records.make_manifest(config.image_size, emb, splits, skipped, **extra)
     safeio.write_json(manifest_path, manifest)
     return manifest
+
+
+def run(config):
+    """The command ``python -m tfrecords_builder``: check ``--out``, :func:`build`; exit status 0
+    (a failure is an error of the table in :mod:`koalarization.errors`, with one line)."""
+    safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
+    try:
+        build(config)
+    except KeyboardInterrupt:
+        raise errors.Interrupted(f"interrupted: finished shards in {config.out} are kept; run the same command with --resume to finish") from None
+    except tf.errors.ResourceExhaustedError as error:  # out of memory while embedding a batch
+        first = (error.message or "").strip().splitlines()[:1]
+        raise BuildError(
+            f"out of memory while embedding a batch of {config.batch_size} ({first[0] if first else 'ResourceExhaustedError'}); "
+            "the finished shards are kept: run the same command with a smaller --batch-size and --resume"
+        ) from None
+    except OSError as error:  # a full disk, say (the shard writer's errors are OSErrors: records.write_shard)
+        if isinstance(error, (errors.KoalarizationError, FileNotFoundError)):
+            raise
+        reason = safeio.describe_os_error(error.filename or config.out, error)
+        raise errors.OutputError(
+            f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume"
+        ) from None
+    return 0

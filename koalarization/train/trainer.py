@@ -4,8 +4,8 @@
     result = train(TrainConfig.with_preset("smoke", records="records/", run_dir="runs/smoke"))
     result.model_path, result.history["val_loss"]
 
-The command line is :mod:`koalarization.train` (``python -m koalarization.train``), a thin parser
-over this module; the demo and the notebooks call this module, so no command imports another.
+The command line is :mod:`koalarization.train` (``python -m koalarization.train``): it parses a
+:class:`koalarization.train.config.TrainConfig` and calls :func:`run`; the demo and the notebooks call this module, so no command imports another.
 
 The run dir ends up holding ``config.json`` (this config plus the records' manifest facts),
 ``model.keras`` (the final model), ``checkpoints/best.keras``, ``logs/`` (TensorBoard: scalars
@@ -28,63 +28,11 @@ import os
 from typing import Any, Optional
 
 import koalarization
-from koalarization import constants, safeio
+from koalarization import constants, errors, safeio
 from koalarization.train import rundir
+from koalarization.train.config import DISTRIBUTIONS, PRECISIONS, PRESETS, TrainConfig, UserError  # noqa: F401  (the config train takes)
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")  # auto: koalarization.precision.training_policy
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
-PRESETS = {
-    "paper": {},  # the dataclass defaults are the paper's settings
-    "smoke": {"epochs": 2, "steps_per_epoch": 3, "validation_steps": 2, "batch_size": 4},
-}
-EXIT_INTERRUPTED = safeio.EXIT_INTERRUPTED
-
-class UserError(Exception):
-    """An expected problem with the user's input: reported as one line, without a traceback."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    records: str  # records dir written by `python -m tfrecords_builder`
-    run_dir: str  # where the model, checkpoints, logs and plots go
-    preset: str = "paper"
-    epochs: int = 100
-    steps_per_epoch: Optional[int] = None  # None: one pass over the train split
-    validation_steps: Optional[int] = None  # None: the whole val split
-    batch_size: int = 100  # global batch, split over the replicas
-    learning_rate: float = 0.001
-    precision: str = "float32"
-    distribution: str = "none"
-    seed: int = 0
-    sample_images: int = 4  # images in the gray | prediction | truth panel
-    shuffle_buffer: int = 4096  # examples shuffled in memory (data.SHUFFLE_BUFFER; ~600 MB at 224x224)
-    cycle_length: int = 16  # train shards read at once, round-robin (data.CYCLE_LENGTH)
-    backup_every_steps: int = 1000  # a backup inside an epoch every so many steps (0: at epoch ends only)
-    export: bool = True  # export RUN/saved_model/1 for TF Serving at the end (Inception records only)
-    verbose: bool = False
-
-    def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"unknown precision {self.precision!r}; choose from {PRECISIONS}")
-        if self.distribution not in DISTRIBUTIONS:
-            raise UserError(f"unknown distribution {self.distribution!r}; choose from {DISTRIBUTIONS}")
-        for name in ("epochs", "batch_size", "sample_images", "steps_per_epoch", "validation_steps", "shuffle_buffer", "cycle_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"{name} must be at least 1, got {value}")
-        if self.backup_every_steps < 0:
-            raise UserError(f"backup_every_steps must be 0 or more, got {self.backup_every_steps}")
-        if not self.learning_rate > 0:
-            raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
-
-    @classmethod
-    def with_preset(cls, preset="paper", **fields):
-        """The preset's values as defaults, ``fields`` on top."""
-        if preset not in PRESETS:
-            raise UserError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-        return cls(preset=preset, **{**PRESETS[preset], **fields})
+EXIT_INTERRUPTED = errors.EXIT_INTERRUPTED
 
 
 @dataclasses.dataclass
@@ -131,10 +79,7 @@ def train(config, callbacks=(), log=_print):
     safeio.check_output_dir(config.run_dir, inputs=[config.records], what="run dir")
     with safeio.DirLock(config.run_dir, "python -m koalarization.train", warn=log):
         rundir.clean(config.run_dir)
-        try:
-            rundir.check(config.run_dir, dataclasses.asdict(config))  # a different or finished run: refused
-        except rundir.RunDirError as error:
-            raise UserError(str(error)) from None
+        rundir.check(config.run_dir, dataclasses.asdict(config))  # a different or finished run: refused (RunDirError)
         return _train(config, chief, callbacks, log)
 
 
@@ -244,3 +189,31 @@ def export_run(run_dir, manifest, log):
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         log(f"Not exported ({reason}); the run is complete. Export later: python -m koalarization.export --model {run_dir} --out {out} --overwrite")
         return None
+
+
+def interrupted_line(run_dir):
+    """What Ctrl-C leaves, in one line."""
+    kept, step = rundir.backup_position(run_dir) if run_dir else (0, 0)
+    if kept or step:
+        where = f"step {step} of epoch {kept + 1}" if step else f"epoch {kept}"
+        return (f"interrupted: {run_dir} keeps the backup after {where} (and checkpoints/best.keras); "
+                "run the same command again to resume")  # fmt: skip
+    return f"interrupted before the first backup was saved: run the same command again to start {run_dir or 'the run'} over"
+
+
+def run(config):
+    """The command ``python -m koalarization.train``: :func:`train`, then the run dir's name; exit status 0."""
+    try:
+        result = train(config)
+    except KeyboardInterrupt:
+        raise errors.Interrupted(interrupted_line(config.run_dir)) from None
+    except OSError as error:  # a full disk, say, while saving: the last backup is whole (written atomically)
+        if isinstance(error, (errors.KoalarizationError, FileNotFoundError)):
+            raise
+        where = error.filename or config.run_dir
+        raise errors.OutputError(
+            f"{safeio.describe_os_error(where, error)}; {safeio.what_to_do(error)} and run the same command again to resume"
+        ) from None
+    if result.is_chief:
+        print(f"Run dir: {result.run_dir}")
+    return 0
