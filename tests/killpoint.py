@@ -40,6 +40,6 @@ if __name__ == "__main__":
     assert separator == "--", "usage: killpoint.py NAME:N:WHEN -- TRAIN_FLAGS..."
     if spec != "none":
         install(spec)
-    from koalarization.train.__main__ import main
+    from koalarization.train.trainer import main
 
     sys.exit(main(flags))

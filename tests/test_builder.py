@@ -27,7 +27,7 @@ from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.builder import BuildError, build, split_of
 from tfrecords_builder.sources import sample_photo_paths
 from tfrecords_builder import builder as build_module
-from tfrecords_builder.__main__ import main
+from tfrecords_builder.builder import main
 from tfrecords_builder.config import make_parser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -346,7 +346,7 @@ def test_tfds_gets_as_far_as_downloading_in_this_install(tmp_path, monkeypatch, 
     for method in ("download", "download_and_extract"):
         monkeypatch.setattr(tfds.download.DownloadManager, method, offline)
     argv = ["--out", str(tmp_path / "r"), "--tfds", "tf_flowers", "--tfds-data-dir", str(tmp_path / "tfds"), "--inception-weights", "random"]
-    assert main(argv) == 1
+    assert main(argv) == 2  # an input that cannot be had: the table's 2 (was 1)
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot be downloaded (ConnectionError" in err, err
 
@@ -357,11 +357,11 @@ def test_tfds_offline_and_unknown_name_are_one_line_errors(tmp_path, monkeypatch
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
     data_dir = str(tmp_path / "tfds")
-    assert main(["--out", str(tmp_path / "r"), "--tfds", "cifar10", "--tfds-data-dir", data_dir]) == 1
+    assert main(["--out", str(tmp_path / "r"), "--tfds", "cifar10", "--tfds-data-dir", data_dir]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: --tfds cifar10:") and "cannot be downloaded" in err
 
-    assert main(["--out", str(tmp_path / "r"), "--tfds", "no_such_dataset_xyz"]) == 1
+    assert main(["--out", str(tmp_path / "r"), "--tfds", "no_such_dataset_xyz"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no_such_dataset_xyz" in err
 
@@ -388,7 +388,7 @@ def test_bad_flags_are_usage_errors(argv, capsys):
 
 def test_missing_input_is_named_without_traceback(tmp_path, capsys):
     missing = str(tmp_path / "no_such_folder")
-    assert main(["--out", str(tmp_path / "r"), "--images", missing, "--inception-weights", "random"]) == 1
+    assert main(["--out", str(tmp_path / "r"), "--images", missing, "--inception-weights", "random"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {missing}: no such file, folder or matching glob"
 
@@ -422,7 +422,7 @@ def test_offline_imagenet_cli_stops_with_one_line(photos, tmp_path):
         [sys.executable, "-m", "tfrecords_builder", "--out", str(tmp_path / "r"), "--images", photos, "--limit", "1"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ImageNet weights"), result.stderr
     assert "--inception-weights PATH" in lines[0] and "--inception-weights random" in lines[0]

@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import synthetic_photo
 from koalarization import discovery, records, safeio
 from koalarization.model import inception as embedding
-from tfrecords_builder.__main__ import main
+from tfrecords_builder.builder import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -143,7 +143,7 @@ def test_damaged_build_state_with_resume_is_one_line(photos, tmp_path, capsys):
     state.write_text(state.read_text()[:40])  # cut short, as a full disk or a kill would
     before = checksums(out)
     status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
-    assert status == 1 and len(err) == 1, err
+    assert status == 5 and len(err) == 1, err  # damaged: the table's 5 (was 1)
     assert str(state) in err[0] and "damaged build state" in err[0] and "leave out --resume" in err[0]
     assert checksums(out) == before
 
@@ -209,16 +209,16 @@ def test_nothing_found_and_missing_input_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for source, words in ((tmp_path / "empty", "no image files found"), (tmp_path / "missing", "no such file")):
         status, err = run(["--out", str(tmp_path / "r"), "--images", str(source)], capsys)
-        assert status == 1 and len(err) == 1 and words in err[0] and str(source) in err[0], err
+        assert status == 2 and len(err) == 1 and words in err[0] and str(source) in err[0], err
 
 
 def test_help_and_usage_errors_answer_before_tensorflow_loads():
     script = (
-        "import sys\n"
-        "from tfrecords_builder.__main__ import main\n"
+        "import runpy, sys\n"
         "for argv in (['--help'], ['--out', 'x', '--shard-size', '0'], ['--bogus']):\n"
+        "    sys.argv = ['tfrecords_builder', *argv]\n"
         "    try:\n"
-        "        main(argv)\n"
+        "        runpy.run_module('tfrecords_builder', run_name='__main__')\n"
         "    except SystemExit as e:\n"
         "        print('exit', e.code)\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
@@ -316,6 +316,6 @@ def test_out_of_memory_while_embedding_is_not_called_a_full_disk(photos, tmp_pat
 
     monkeypatch.setattr(embedding, "build_inception", fake_build_inception)
     status, err = run(["--out", str(tmp_path / "records"), "--images", photos], capsys)
-    assert status == 1
+    assert status == 2
     [line] = [line for line in err if "building:" not in line]
     assert "out of memory while embedding" in line and "smaller --batch-size" in line and "make room" not in line

@@ -17,9 +17,9 @@ from skimage import color
 from koalarization.export import savedmodel as saved_model
 from koalarization.colorize import files as colorizing
 from koalarization import images, plots
-import koalarization.colorize.__main__ as colorize
+from koalarization.colorize import files as colorize
 from koalarization.model import inception as embedding
-import koalarization.export.__main__ as export
+from koalarization.export import savedmodel as export
 from koalarization.model import network as model
 from conftest import synthetic_photo
 

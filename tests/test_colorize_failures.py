@@ -16,9 +16,9 @@ from PIL import Image
 from test_colorize import DIM, embedder, run_dir, stand_in_embedder, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
 
 from koalarization import safeio
-import koalarization.colorize.__main__ as colorize
+from koalarization.colorize import files as colorize
 from koalarization.model import inception as embedding
-import koalarization.evaluate.__main__ as evaluate
+from koalarization.evaluate import scoring as evaluate
 
 
 def picture(path, seed=0, size=(12, 16)):
@@ -283,7 +283,7 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
 def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path, run_dir, monkeypatch, capsys):
     from koalarization.colorize import files as colorizing
     from koalarization.evaluate import scoring as evaluation
-    import koalarization.export.__main__ as export
+    from koalarization.export import savedmodel as export
     from koalarization.export import savedmodel as saved_model
 
     def interrupted(*args, **kwargs):

@@ -15,8 +15,8 @@ from PIL import Image
 
 from koalarization.export import savedmodel as saved_model
 from koalarization import colors
-import koalarization.colorize.__main__ as colorize
-import koalarization.export.__main__ as export
+from koalarization.colorize import files as colorize
+from koalarization.export import savedmodel as export
 from koalarization.model import method as inference
 from koalarization.model.colorizer import Colorizer
 from conftest import synthetic_photo

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SMALL_DIM, synthetic_photo
 from koalarization import colors, metrics
-import koalarization.evaluate.__main__ as evaluate
+from koalarization.evaluate import scoring as evaluate
 from koalarization.evaluate import scoring as evaluation
 from koalarization.model import network as model
 

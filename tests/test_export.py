@@ -22,7 +22,7 @@ from koalarization.export import savedmodel as saved_model
 from koalarization import images, safeio
 from koalarization.model import colorizer
 from koalarization.model import inception as embedding
-import koalarization.export.__main__ as export
+from koalarization.export import savedmodel as export
 
 PYTHON = sys.executable
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -217,7 +217,7 @@ import killpoint
 from test_colorize import stand_in_embedder
 from koalarization import safeio
 from koalarization.model import inception as embedding
-import koalarization.export.__main__ as export
+from koalarization.export import savedmodel as export
 embedding.build_inception = lambda weights="imagenet": stand_in_embedder(16)
 embedding.EMBEDDING_DIM = 16
 how, kill_at = sys.argv[2].split("@")

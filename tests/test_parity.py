@@ -19,11 +19,11 @@ from test_colorize import DIM, embedder, run_dir  # noqa: F401  (fixtures)
 from koalarization.export import savedmodel as saved_model
 from koalarization.colorize import files as colorizing
 from koalarization import colors, images, metrics
-import koalarization.colorize.__main__ as colorize
+from koalarization.colorize import files as colorize
 from koalarization.model import colorizer
-import koalarization.evaluate.__main__ as evaluate
+from koalarization.evaluate import scoring as evaluate
 from koalarization.evaluate import scoring as evaluation
-import koalarization.export.__main__ as export
+from koalarization.export import savedmodel as export
 
 WORKING_SIZE = 32
 

@@ -16,11 +16,11 @@ from test_builder import read_records, save_photos
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
 from koalarization import precision
-import koalarization.colorize.__main__ as colorize
+from koalarization.colorize import files as colorize
 from koalarization.model import colorizer
 from koalarization.model import inception as embedding
-import koalarization.evaluate.__main__ as evaluate
-import koalarization.export.__main__ as export
+from koalarization.evaluate import scoring as evaluate
+from koalarization.export import savedmodel as export
 from koalarization.train.trainer import TrainConfig, train
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.builder import build
@@ -165,7 +165,7 @@ def test_bfloat16_copy_folds_batch_norm_into_its_convolution_and_keeps_the_outpu
 ENVIRONMENT_OF = """
 import importlib, os, runpy, sys
 module = sys.argv[1]
-importlib.import_module(module if module != "tfrecords_builder" else "tfrecords_builder.__main__")
+importlib.import_module(module)
 print(os.environ.get("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "unset"))  # imported (tests, notebooks): nothing changes
 sys.argv = [module, "--help"]
 try:

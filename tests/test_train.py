@@ -16,7 +16,12 @@ from conftest import write_synthetic_records
 
 from koalarization.model.network import FusionLayer
 from koalarization.train.trainer import PRESETS, TrainConfig, UserError, train
-from koalarization.train.__main__ import main, parse_config
+from koalarization import cli
+from koalarization.train.trainer import main
+
+
+def parse_config(argv):
+    return cli.parse(TrainConfig, argv, PRESETS)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +135,7 @@ def test_diverging_run_stops_with_a_clear_error(records16, tmp_path):
     assert not os.path.exists(os.path.join(config.run_dir, "model.keras"))
 
 
-def test_presets_fill_defaults_and_flags_override():
+def test_presets_fill_defaults_and_flags_override(capsys):
     base = ["--records", "r", "--run-dir", "d"]
     paper = parse_config(base)
     assert (paper.epochs, paper.batch_size, paper.learning_rate, paper.precision, paper.distribution) == (
@@ -140,11 +145,14 @@ def test_presets_fill_defaults_and_flags_override():
     assert smoke.epochs == PRESETS["smoke"]["epochs"] and smoke.steps_per_epoch == PRESETS["smoke"]["steps_per_epoch"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         smoke.epochs = 5
-    with pytest.raises(UserError, match="batch_size must be at least 1"):
+    with pytest.raises(SystemExit) as exit_info:  # the config's own check, as argparse's one line
         parse_config(base + ["--batch-size", "0"])
+    assert exit_info.value.code == 2 and "batch_size must be at least 1" in capsys.readouterr().err
+    with pytest.raises(UserError, match="batch_size must be at least 1"):
+        TrainConfig.with_preset("smoke", records="r", run_dir="d", batch_size=0)
 
 
-def test_reader_mixing_flags_default_to_the_readers_defaults():
+def test_reader_mixing_flags_default_to_the_readers_defaults(capsys):
     from koalarization.records import dataset as data
 
     base = ["--records", "r", "--run-dir", "d"]
@@ -152,8 +160,9 @@ def test_reader_mixing_flags_default_to_the_readers_defaults():
     assert (default.shuffle_buffer, default.cycle_length) == (data.SHUFFLE_BUFFER, data.CYCLE_LENGTH)
     tuned = parse_config(base + ["--shuffle-buffer", "64", "--cycle-length", "2"])
     assert (tuned.shuffle_buffer, tuned.cycle_length) == (64, 2)
-    with pytest.raises(UserError, match="shuffle_buffer must be at least 1"):
+    with pytest.raises(SystemExit):
         parse_config(base + ["--shuffle-buffer", "0"])
+    assert "shuffle_buffer must be at least 1" in capsys.readouterr().err
 
 
 def test_help_and_unknown_flags(capsys):
@@ -183,7 +192,7 @@ def test_help_and_a_busy_run_dir_answer_before_tensorflow_is_imported(tmp_path):
     """``--help``, argument errors and the run-dir checks come before the slow imports."""
     code = (
         "import sys\n"
-        "import koalarization.train.__main__ as train\n"
+        "import koalarization.train.trainer as train\n"
         "for argv in (['--help'], ['--records', 'r']):\n"
         "    try:\n"
         "        train.main(argv)\n"

@@ -276,7 +276,7 @@ def test_odd_sizes_one_pixel_rotation_and_variable_frame_rate(colorizer, tmp_pat
 
 
 def test_colorize_command_takes_films(models, clips, tmp_path, capsys):
-    import koalarization.colorize.__main__ as colorize
+    from koalarization.colorize import files as colorize
 
     run, embedder = models
     inception = keras.saving.load_model(embedder)

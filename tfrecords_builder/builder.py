@@ -37,9 +37,10 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import colors, errors, images, precision, records, safeio
+from koalarization import cli, colors, errors, images, precision, records, safeio
 from koalarization.model import inception as embedding
 from tfrecords_builder import sources
+from tfrecords_builder.config import BuildConfig
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
 INCEPTION_INPUT = "2 * tf.image.rgb_to_grayscale(letterboxed sRGB) - 1, 3 channels (colors.inception_input)"
@@ -253,7 +254,7 @@ def _read_state(state_path):
     try:
         return safeio.read_json(state_path, "build state", kind=dict)
     except safeio.DamagedFileError as error:
-        raise BuildError(f"{error}; leave out --resume to start this build over") from None
+        raise safeio.DamagedFileError(f"{error}; leave out --resume to start this build over") from None
 
 
 def _check_no_other_build(config, out):
@@ -426,3 +427,6 @@ def run(config):
             f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume"
         ) from None
     return 0
+
+
+main = cli.command(BuildConfig, run)  # for callers that have TensorFlow already; the command parses first

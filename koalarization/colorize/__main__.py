@@ -32,10 +32,7 @@ handed to :func:`koalarization.video.films.run`, whose flags then apply. The pho
 import sys
 
 import koalarization
-from koalarization import cli
-from koalarization.colorize import config, files
-
-main = cli.command(config.parse, files.run)
+from koalarization.colorize.files import main  # parse (colorize.config.parse), then files.run
 
 
 if __name__ == "__main__":

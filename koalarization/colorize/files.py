@@ -13,7 +13,8 @@ import os
 import re
 import sys
 
-from koalarization import errors, images, safeio
+from koalarization import cli, errors, images, safeio
+from koalarization.colorize import config
 from koalarization.colorize.config import ColorizeConfig  # noqa: F401  (the config colorize_files takes)
 
 COMPARE_SUFFIX = "_compare"
@@ -272,3 +273,6 @@ def run(config, inception=None):
             "(finished ones are kept)"
         ) from None
     return 0 if summary.colorized or summary.existing else 1
+
+
+main = cli.command(config.parse, run)  # main(argv=None, inception=None): the command line -> its exit status

@@ -20,8 +20,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from koalarization.model import colorizer as colorizer_module
-from koalarization import colors, errors, images, metrics, plots, records, safeio
-from koalarization.evaluate.config import EvaluateConfig  # noqa: F401  (the config evaluate takes)
+from koalarization import cli, colors, errors, images, metrics, plots, records, safeio
+from koalarization.evaluate.config import EvaluateConfig
 from koalarization.records import dataset as data
 from koalarization.model import method as inference
 
@@ -199,7 +199,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     ``inception``: an already built embedder for ``images`` (default: built from the run's weights);
     ``colorizer``: an already loaded :class:`~koalarization.model.colorizer.Colorizer` for ``images``.
     The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`). A
-    damaged record in any records read is a ``ValueError`` naming the shard.
+    damaged record in any records read is a :class:`records.RecordsError` (status 5) naming the shard.
     """
     read = []  # the records dirs read, for naming a damaged shard
     try:
@@ -207,7 +207,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     except tf.errors.DataLossError as error:
         from koalarization.train import loop
 
-        raise ValueError(loop.damaged_records_message(read, error, first_split=config.split)) from None
+        raise records.RecordsError(loop.damaged_records_message(read, error, first_split=config.split)) from None
 
 
 def _evaluate(config, inception, log, colorizer, read):
@@ -445,3 +445,6 @@ def run(config, inception=None):
     print(markdown_table(report))
     print(f"wrote metrics.json, metrics.md, ab_error_cdf.png, best_worst.png to {config.out_dir}")
     return 0
+
+
+main = cli.command(EvaluateConfig, run)  # for callers that have TensorFlow already; the command parses first

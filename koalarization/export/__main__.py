@@ -38,11 +38,7 @@ The command parses an :class:`koalarization.export.config.ExportConfig`, then ru
 import sys
 
 import koalarization
-from koalarization import cli
-from koalarization.export import savedmodel
-from koalarization.export.config import ExportConfig
-
-main = cli.command(ExportConfig, savedmodel.run)
+from koalarization.export.savedmodel import main  # parse an ExportConfig, then savedmodel.run
 
 if __name__ == "__main__":
     koalarization.inference_only_command()  # networks only: oneDNN packs their weights once

@@ -11,7 +11,7 @@ import re
 import shutil
 
 import koalarization
-from koalarization import errors, images, safeio
+from koalarization import cli, errors, images, safeio
 from koalarization.export.config import ExportConfig  # noqa: F401  (the config export_from_path takes)
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
@@ -199,3 +199,6 @@ def run(config, inception=None):
         # a full disk, a read-only folder: the version folder holds what it held
         raise errors.OutputError(f"{safeio.describe_os_error(error.filename or config.out, error)}; {config.out} is as it was") from None
     return 0
+
+
+main = cli.command(ExportConfig, run)  # main(argv=None, inception=None): the command line -> its exit status

@@ -15,11 +15,7 @@ command runs again).
 
 import sys
 
-from koalarization import cli
-from koalarization.train import trainer
-from koalarization.train.config import PRESETS, TrainConfig
-
-main = cli.command(TrainConfig, trainer.run, presets=PRESETS)
+from koalarization.train.trainer import main  # parse a TrainConfig (over its --preset), then trainer.run
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,7 +28,7 @@ import os
 from typing import Any, Optional
 
 import koalarization
-from koalarization import constants, errors, safeio
+from koalarization import cli, constants, errors, safeio
 from koalarization.train import rundir
 from koalarization.train.config import DISTRIBUTIONS, PRECISIONS, PRESETS, TrainConfig, UserError  # noqa: F401  (the config train takes)
 
@@ -154,7 +154,7 @@ def _train(config, chief, callbacks, log):
         raise UserError(str(error)) from None
     except tf.errors.DataLossError as error:
         log("")
-        raise UserError(loop.damaged_records_message([config.records], error)) from None
+        raise records.RecordsError(loop.damaged_records_message([config.records], error)) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -217,3 +217,6 @@ def run(config):
     if result.is_chief:
         print(f"Run dir: {result.run_dir}")
     return 0
+
+
+main = cli.command(TrainConfig, run, presets=PRESETS)  # main(argv=None): the command line -> its exit status

@@ -10,11 +10,7 @@ The command: parses a :class:`koalarization.video.config.VideoConfig`, then runs
 import sys
 
 import koalarization
-from koalarization import cli
-from koalarization.video import films
-from koalarization.video.config import VideoConfig
-
-main = cli.command(VideoConfig, films.run)
+from koalarization.video.films import main  # parse a VideoConfig, then films.run
 
 if __name__ == "__main__":
     koalarization.inference_only_command()  # networks only: oneDNN packs their weights once

@@ -44,7 +44,7 @@ import sys
 
 import numpy as np
 
-from koalarization import errors, safeio
+from koalarization import cli, errors, safeio
 from koalarization.video.config import STATE_VERSION, VIDEO_EXTENSIONS, VideoConfig, is_video  # noqa: F401  (the config run takes)
 from koalarization.video.stream import (  # noqa: F401  (frames and probe: for the notebooks and the tests)
     Segment,
@@ -344,3 +344,6 @@ def run(config, inception=None):
             "run the same command with --resume to go on"
         ) from None
     return 0 if written else 1
+
+
+main = cli.command(VideoConfig, run)  # main(argv=None, inception=None): the command line -> its exit status
