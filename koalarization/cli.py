@@ -198,6 +198,9 @@ def _shown(field):
     return str(field.default)
 
 
+PIPE = "\\|"  # a | inside a markdown table's cell
+
+
 def options_markdown(config_class):
     """The markdown table of ``config_class``'s options: flag, default, help (docs/commands.md)."""
     rows = ["| option | default | what it does |", "|---|---|---|"]
@@ -209,14 +212,15 @@ def options_markdown(config_class):
             spelt = f"`{name} ...`" if many else f"`{name}`"
         else:
             flags = meta["flags"] or (_flag(field),)
-            value = f" {meta['metavar']}" if meta["metavar"] and kind is not bool else ""
+            metavar = (meta["metavar"] or "").replace("|", PIPE)
+            value = f" {metavar}" if metavar and kind is not bool else ""
             spelt = ", ".join(f"`{flag}{value}{' ...' if many else ''}`" for flag in flags)
             if meta["negatable"]:
                 spelt += f", `--no-{field.name.replace('_', '-')}`"
         if meta["choices"]:
-            spelt += " (" + " \\| ".join(meta["choices"]) + ")"
-        text = _help(field).replace("%%", "%").replace("|", "\\|")
-        rows.append(f"| {spelt} | {_shown(field).replace('|', '/')} | {text} |")
+            spelt += " (" + f" {PIPE} ".join(meta["choices"]) + ")"
+        text = _help(field).replace("%%", "%").replace("|", PIPE)
+        rows.append(f"| {spelt} | {_shown(field)} | {text} |")
     return "\n".join(rows) + "\n"
 
 

@@ -191,12 +191,12 @@ def test_cli_exports_a_run_dir_into_a_version_folder(tmp_path, monkeypatch, caps
     assert info["inception"]["weights"]["source"] == "random" and info["working_size"] == 64  # training size
     assert info["config"]["records"]["embedding"]["dim"] == 16
 
-    assert export.main(["--model", run_dir, "--out", str(out)]) == 2
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 3  # an output kept without --overwrite: the table's 3
     assert "already exists" in capsys.readouterr().err
     assert export.main(["--model", run_dir, "--out", str(out), "--overwrite"]) == 0
     before = sorted(os.listdir(run_dir))
     for other in (run_dir, str(tmp_path)):  # --overwrite never replaces a folder that is not an export (here: the run)
-        assert export.main(["--model", run_dir, "--out", other, "--overwrite"]) == 2
+        assert export.main(["--model", run_dir, "--out", other, "--overwrite"]) == 3
         assert "not a SavedModel (no saved_model.pb), so not replaced" in capsys.readouterr().err
     assert sorted(os.listdir(run_dir)) == before
     assert export.main(["--model", str(out), "--out", str(tmp_path / "2")]) == 2
@@ -256,14 +256,14 @@ def test_a_killed_export_never_costs_the_model_it_was_replacing(tmp_path, monkey
     killed_export("swap@", 2000000)
     assert max_pixels_of_the_export() == 2000000 and left_beside() == [".1.tmp", ".lock", "1"]
     capsys.readouterr()
-    assert export.main(["--model", run_dir, "--out", str(out)]) == 2  # cleans up, then refuses to overwrite
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 3  # cleans up, then refuses to overwrite
     assert "already exists" in capsys.readouterr().err and os.listdir(out.parent) == ["1"]
 
     # Two renames, killed between them: the old model is set aside, the new one staged.
     killed_export("two-renames@1:1:before", 3000000)
     assert not out.exists() and left_beside() == [".1.aside", ".1.tmp", ".lock"]
     # The next export puts the old model back before anything else, and refuses to overwrite it.
-    assert export.main(["--model", run_dir, "--out", str(out)]) == 2
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 3
     assert "already exists" in capsys.readouterr().err
     assert max_pixels_of_the_export() == 2000000
     assert os.listdir(out.parent) == ["1"]  # the killed export's staging folder is gone too
@@ -274,7 +274,7 @@ def test_a_killed_export_never_costs_the_model_it_was_replacing(tmp_path, monkey
     # Two renames, killed right after the new model took the name: it is whole; the old one goes next time.
     killed_export("two-renames@1:1:after", 3000000)
     assert max_pixels_of_the_export() == 3000000
-    assert export.main(["--model", run_dir, "--out", str(out)]) == 2
+    assert export.main(["--model", run_dir, "--out", str(out)]) == 3
     assert os.listdir(out.parent) == ["1"] and max_pixels_of_the_export() == 3000000
 
 
