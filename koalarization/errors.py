@@ -5,7 +5,7 @@ whose class says its exit status, and :func:`command` turns any of them into one
 status  class                       meaning
 ======  ==========================  ====================================================================
 0                                   done
-1       ``SomeInputsFailed``        the command ran, but some inputs were skipped (each named in the log)
+1       ``SomeInputsFailed``        the command ran, but none of its inputs could be done (each named in the log)
 2       ``UsageError``              a bad option value or command line, a missing or unusable input
                                     (file, folder, model, weights, hint), an unknown Beam runner
 3       ``OutputError``             an output that cannot be written: a file where a folder must go, an
@@ -16,6 +16,7 @@ status  class                       meaning
 ======  ==========================  ====================================================================
 
 Pure Python, no TensorFlow: every command parses and checks its paths before the slow imports.
+docs/commands.md has this table beside every command's options.
 """
 
 import functools

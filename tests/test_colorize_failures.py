@@ -126,8 +126,8 @@ def test_empty_folder_and_missing_input_say_why_before_building_inception(tmp_pa
     (tmp_path / "empty").mkdir()
     for inputs, reason in (([str(tmp_path / "empty")], "no image files found"), ([str(tmp_path / "nope.png")], "no such file")):
         code = colorize.main([*inputs, "-o", str(tmp_path / "out"), "--model", run_dir])
-        printed = capsys.readouterr()
-        assert code == 1 and reason in printed.out and "Traceback" not in printed.err
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1 and reason in err[0] and inputs[0] in err[0], err  # as in every command
 
 
 def test_leftover_temporary_files_are_cleaned(tmp_path, run_dir, embedder, capsys):
@@ -258,11 +258,11 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
     truncated = models / "saved" / "1"
     truncated.mkdir(parents=True)
     (truncated / "saved_model.pb").write_bytes(b"\x08\x01\x12\xff\xff\xff")  # a protobuf cut short
-    expected = {
-        listed: "config.json: damaged model config (JSON list, expected an object)",
-        str(models / "noise.keras"): "noise.keras: not a .keras file (a .keras file is a zip archive",
-        odd_size: "model.keras: the image size in its config.json is unusable (working size 7: must be a multiple of 8",
-        str(truncated): f"{truncated}: cannot load the SavedModel (",
+    expected = {  # damaged: the table's 5; a config value to override with a flag: 2
+        listed: (5, "config.json: damaged model config (JSON list, expected an object)"),
+        str(models / "noise.keras"): (5, "noise.keras: not a .keras file (a .keras file is a zip archive"),
+        odd_size: (2, "model.keras: the image size in its config.json is unusable (working size 7: must be a multiple of 8"),
+        str(truncated): (5, f"{truncated}: cannot load the SavedModel ("),
     }
     capsys.readouterr()
     out = tmp_path / "nested_out"  # read as a run dir that says nothing usable: colorized with the defaults
@@ -272,10 +272,10 @@ def test_damaged_model_files_are_one_line_each(tmp_path, no_inception, capsys):
 
     with pytest.raises(rundir.RunDirError, match='damaged run config \\(its "config" is not an object\\)'):
         rundir.check(nested, {"epochs": 1})  # what train says of that run dir, in one line
-    for model, reason in expected.items():
+    for model, (status, reason) in expected.items():
         for main, argv in ((colorize.main, [source, "-o", str(tmp_path / "out" / "new")]), (evaluate.main, ["--images", source, "-o", str(tmp_path / "e")])):
             code, err = run_cli(main, [*argv, "--model", model], capsys)
-            assert code == 2 and len(err) == 1 and reason in err[0], (main.__module__, err)
+            assert code == status and len(err) == 1 and reason in err[0], (main.__module__, err)
     assert not (tmp_path / "out").exists() and not (tmp_path / "e").exists()  # a failed command leaves no empty folders behind
 
 
@@ -313,7 +313,7 @@ def test_evaluate_names_a_damaged_shard_in_one_line(tmp_path, capsys):
     shard.write_bytes(bytes(data))
     model.build_colorizer(embedding_dim=16).save(str(tmp_path / "m.keras"))
     code, err = run_cli(evaluate.main, ["--model", str(tmp_path / "m.keras"), "--records", str(records_dir), "--split", "val", "-o", str(tmp_path / "e")], capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {shard}: damaged record (")
+    assert code == 5 and len(err) == 1 and err[0].startswith(f"error: {shard}: damaged record (")  # damaged: the table's 5
 
 
 def test_what_is_not_colorized_is_said_with_its_reason(tmp_path, run_dir, embedder, capsys):

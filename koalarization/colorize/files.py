@@ -162,7 +162,9 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
     ext = FORMATS[config.format]
     jobs, missing, videos = plan_outputs(config.inputs, config.out_dir, config.compare)
-    if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):
+    if not jobs and not videos and not missing:  # as the builder and evaluate say it: status 2
+        raise errors.UsageError(f"{' '.join(config.inputs)}: no image files found")
+    if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):  # a missing input: 2
         raise errors.UsageError(f"{missing[0][0]}: {missing[0][1]}" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     summary = Summary(failed=list(missing))
     for path, reason in missing:

@@ -249,7 +249,7 @@ class Colorizer:
             loaded = tf.saved_model.load(path)
         except (OSError, ValueError, tf.errors.OpError) as error:  # a truncated saved_model.pb, missing variables...
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelError(f"{path}: cannot load the SavedModel ({first}); export it again") from None
+            raise DamagedModelError(f"{path}: cannot load the SavedModel ({first}); export it again") from None
         missing = {"colorize_lab", "embed"} - set(loaded.signatures)
         if missing:
             raise ModelError(f"{path}: SavedModel lacks the signature(s) {sorted(missing)}; re-export it")

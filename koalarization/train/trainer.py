@@ -32,8 +32,6 @@ from koalarization import cli, constants, errors, safeio
 from koalarization.train import rundir
 from koalarization.train.config import DISTRIBUTIONS, PRECISIONS, PRESETS, TrainConfig, UserError  # noqa: F401  (the config train takes)
 
-EXIT_INTERRUPTED = errors.EXIT_INTERRUPTED
-
 
 @dataclasses.dataclass
 class TrainResult:
