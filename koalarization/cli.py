@@ -129,8 +129,8 @@ def _add(container, field, hint):
             kwargs["choices"] = meta["choices"]
         if many:
             kwargs["nargs"] = meta["nargs"] or "+"
-    if meta["positional"]:
-        container.add_argument(field.name, **kwargs, default=argparse.SUPPRESS) if not required else container.add_argument(field.name, **kwargs)
+    if meta["positional"]:  # required unless it has a default (then nargs "*" or "?" would say so)
+        container.add_argument(field.name, **kwargs, **({} if required else {"default": argparse.SUPPRESS}))
         return
     if required and not meta["exclusive"]:
         kwargs["required"] = True
@@ -167,10 +167,7 @@ def parse(config_class, argv=None, presets=None, preset_field="preset"):
     flag or value exits with status 2 and one line (argparse's ``error``)."""
     parser = parser_for(config_class, config_class.PROG, config_class.DESCRIPTION)
     given = vars(parser.parse_args(argv))
-    hints = dict((field.name, hint) for field, hint in fields_of(config_class))
-    for name, value in given.items():
-        if isinstance(value, list) and _value_type(hints[name])[1]:
-            given[name] = tuple(value)
+    given = {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}  # nargs: a tuple
     if presets is not None:
         name = given.get(preset_field, _default(config_class, preset_field))
         given = {**presets[name], **given}
