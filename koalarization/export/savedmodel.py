@@ -173,7 +173,8 @@ def export_from_path(config, inception=None, log=print):
     from koalarization.model.colorizer import Colorizer, ModelError, resolve_model, embedding_facts, weights_from_facts
 
     kind, model_path, run_config = resolve_model(config.model)
-    _check_out_dir(config.out, config.overwrite)  # before the model loads (checked again under the lock)
+    if os.path.exists(config.out) and not os.path.isdir(config.out):  # said before the model loads
+        raise OutputExistsError(f"{config.out}: exists and is not a folder")
     if kind != "keras":
         raise ModelError(f"{config.model}: already a SavedModel; export takes a run dir or a .keras file")
     weights = config.inception_weights or weights_from_facts(embedding_facts(run_config)) or "imagenet"
