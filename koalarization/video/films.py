@@ -48,7 +48,7 @@ import sys
 
 import numpy as np
 
-from koalarization import images, options, safeio
+from koalarization import images, locks, options, safeio
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp", ".ogv")  # not .gif: a photo for colorize
 HISTOGRAM_BINS = 32
@@ -446,7 +446,7 @@ def colorize_video(config, path, colorizer, log=print, progress=True, info=None)
         log(f"{path}: its audio ({', '.join(info.audio_codecs)}) cannot be copied into {output_path(config, path)}; writing {out}")
     pixel_format(config.video_codec, info.width, info.height)  # an unusable codec is said before any work
     work = os.path.join(config.out_dir, f".{os.path.basename(out)}.work")
-    with safeio.DirLock(work, "koalarization.video", warn=log):
+    with locks.DirLock(work, "koalarization.video", warn=log):
         state_file = os.path.join(work, "state.json")
         facts = {"input": _identity(path), "settings": config.settings()}
         done = _finished_chunks(work, ext) if config.resume and _same(state_file, facts) else 0
@@ -502,7 +502,7 @@ def colorize_video(config, path, colorizer, log=print, progress=True, info=None)
     return out
 
 
-DIR_LOCK = safeio.DirLock.NAME
+DIR_LOCK = locks.DirLock.NAME
 
 
 def _write_batch(colorizer, segment, batch, state, config):
