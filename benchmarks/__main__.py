@@ -84,6 +84,11 @@ FIGURES = (
     (("colorize_bf16", "colorize_bf16_accuracy"), ("colorize images/s, bfloat16 vs float32", "bf16 colorizations vs float32"), "precision:colorize_figures"),
     (("savedmodel_bf16", "savedmodel_batch"), ("SavedModel bytes -> bytes, bfloat16 vs float32", "SavedModel images/s, batch 8 vs batch 1"), "precision:savedmodel_figures"),
     (("record_bytes",), ("bytes per record example",), "stages:record_bytes"),
+    (
+        ("png_encoder", "png_encoder_threads"),
+        ("PNG encoder, 1024x768, one thread: pngfile vs Pillow", "PNG encoder, 1024x768, two threads side by side, time per photo: pngfile vs Pillow"),
+        "png:png_figures",
+    ),
     (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
     (("colorize_throughput", "first_photo_run_dir", "first_photo_saved_model"), ("colorize images/s, 20 photos of 1024x768", "time to the first colorized photo, run dir", "time to the first colorized photo, SavedModel"), "speed:speed_figures"),
     (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),

@@ -1,4 +1,4 @@
-"""Files that survive a kill, owner locks, and output paths checked before any work.
+"""Files that survive a kill, and output paths checked before any work.
 
 One helper for every command (builder, train, colorize, evaluate, export, demo), so a kill at any
 instant, a second writer or a hostile path behaves the same everywhere. Pure Python: no
@@ -11,9 +11,7 @@ TensorFlow, so commands can check their paths before the slow imports.
 - :func:`save_two_generations` / :func:`load_newest_good`: state that must never be lost keeps
   the previous good copy (``NAME`` and ``NAME.prev``) with a SHA-256 beside each; a reader falls
   back to the previous copy, saying which file was damaged.
-- :class:`DirLock`: ``.lock`` in a records dir or run dir holds the owner's pid, host and start
-  time; a second writer gets one line naming the first; a lock whose process is gone (same host)
-  is taken over.
+- :class:`LockedError`: a folder in use, raised by :class:`koalarization.locks.DirLock`.
 - :func:`replace_folder` / :func:`recover_folder`: a finished folder (a SavedModel) takes its final
   name in one atomic swap (Linux), or in two renames, the old one set aside first and put back if a
   kill comes between.
@@ -30,7 +28,6 @@ import json
 import os
 import shutil
 import socket
-import time
 
 from koalarization import errors
 
@@ -327,7 +324,7 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
     return removed
 
 
-# -- locks ------------------------------------------------------------------------------------------
+# -- processes ------------------------------------------------------------------------------------
 def _alive(pid):
     """Whether process ``pid`` (on this host) still runs: a killed one its parent has not reaped yet
     (a zombie, state ``Z`` in ``/proc/PID/stat``) runs no more and holds nothing."""
@@ -342,80 +339,6 @@ def _alive(pid):
             return f.read().rsplit(b")", 1)[-1].split()[:1] != [b"Z"]  # "PID (COMMAND) STATE ...": the name may hold ")"
     except (OSError, IndexError):  # no /proc (not Linux): kill(pid, 0) is all we can tell
         return True
-
-
-class DirLock:
-    """An owner lock on a folder: ``FOLDER/.lock`` with ``{"pid", "host", "started", "command"}``.
-
-    ``with DirLock(folder, "tfrecords_builder"):`` -- a second writer gets :class:`LockedError`
-    naming the first; a lock left by a killed process on this host is taken over (said through
-    ``warn``). On another host a lock is trusted (its process cannot be checked from here): the
-    message says how to remove it by hand.
-    """
-
-    NAME = ".lock"
-
-    def __init__(self, folder, command, warn=print, name=None):
-        """``name``: the lock file's name (default ``.lock``); writers of disjoint files in one
-        folder (the builder's workers) each take their own, e.g. ``.lock-w01``."""
-        self.folder, self.command, self.warn = folder, command, warn
-        self.path = os.path.join(folder, name or self.NAME)
-        self.held = False
-
-    def acquire(self):
-        os.makedirs(self.folder, exist_ok=True)
-        me = {"pid": os.getpid(), "host": _host(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": self.command}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is None or (owner.get("host") == _host() and not _alive(int(owner.get("pid", -1)))):
-                    if owner is not None:
-                        self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {owner.get('pid')})")
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(self.path)
-                    continue
-                if owner.get("host") == _host() and int(owner.get("pid", -1)) == os.getpid():
-                    raise LockedError(f"{self.folder}: already in use by this process")
-                raise LockedError(
-                    f"{self.folder}: in use by {owner.get('command', 'another command')} (pid {owner.get('pid')} on "
-                    f"{owner.get('host')}, since {owner.get('started')}); wait for it to end, or remove "
-                    f"{self.path} if that process is gone"
-                )
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return self
-        raise LockedError(f"{self.folder}: could not take the lock {self.path}")
-
-    def _owner(self):
-        try:
-            with open(self.path) as f:
-                owner = json.load(f)
-            int(owner.get("pid", -1))
-            return owner
-        except (OSError, ValueError, TypeError, AttributeError):
-            # unreadable or half-written: a writer killed between create and write, or one
-            # writing right now; wait a moment before calling it stale
-            time.sleep(0.2)
-            try:
-                with open(self.path) as f:
-                    return json.load(f)
-            except (OSError, ValueError):
-                return None
-
-    def release(self):
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.path)
-            self.held = False
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
 
 
 # -- output paths -----------------------------------------------------------------------------------

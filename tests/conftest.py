@@ -68,3 +68,30 @@ def synthetic_records(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic_records")
     write_synthetic_records(str(out))
     return str(out)
+
+
+HOLD_LOCK = (
+    "import sys, time; from koalarization.locks import DirLock; "
+    "DirLock(sys.argv[1], sys.argv[2], name=sys.argv[3]).acquire(); print('locked', flush=True); time.sleep(600)"
+)
+
+
+@pytest.fixture
+def lock_holder():
+    """``hold(folder, command, name=".lock")``: a live process that holds ``folder``'s lock (the first
+    writer, as a second one meets it); killed at the end if the test did not kill it."""
+    import subprocess
+    import sys
+
+    held = []
+
+    def hold(folder, command, name=".lock"):
+        process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), command, name], stdout=subprocess.PIPE, text=True)
+        held.append(process)
+        assert process.stdout.readline() == "locked\n"
+        return process
+
+    yield hold
+    for process in held:
+        process.kill()
+        process.wait()

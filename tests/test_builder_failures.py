@@ -77,23 +77,14 @@ def _built(photos, tmp_path, capsys, *extra):
     return out
 
 
-@pytest.fixture
-def other_process():
-    """A live process that is not this one (the 'first builder')."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
-    process.kill()
-    process.wait()
+def _lock(out, lock_holder, name=".lock"):
+    """A live builder holding ``out``'s lock (the 'first builder')."""
+    return lock_holder(out, "python -m tfrecords_builder", name)
 
 
-def _lock(out, pid, name=".lock"):
-    owner = {"pid": pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00", "command": "python -m tfrecords_builder"}
-    (out / name).write_text(json.dumps(owner))
-
-
-def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(photos, tmp_path, capsys, other_process):
+def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(photos, tmp_path, capsys, lock_holder):
     out = _built(photos, tmp_path, capsys)
-    _lock(out, other_process.pid)
+    other_process = _lock(out, lock_holder)
     before = checksums(out)
     status, err = run(["--out", str(out), "--images", photos], capsys)
     assert status == safeio.EXIT_LOCKED and len(err) == 1, err
@@ -108,14 +99,14 @@ def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(phot
     assert records.read_manifest(str(out))["splits"]["train"]["examples"] + records.read_manifest(str(out))["splits"]["val"]["examples"] == 6
 
 
-def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path, capsys, other_process):
+def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path, capsys, lock_holder):
     """kill -9 of a builder started from a script leaves a zombie until the script reaps it; the
     rerun right after must take the lock over, not say the records are in use by that pid."""
     import signal
     import time
 
     out = _built(photos, tmp_path, capsys)
-    _lock(out, other_process.pid)
+    other_process = _lock(out, lock_holder)
     other_process.send_signal(signal.SIGKILL)  # not waited for: a zombie
     for _ in range(100):
         with open(f"/proc/{other_process.pid}/stat") as f:
@@ -127,10 +118,10 @@ def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path
     assert not (out / ".lock").exists()  # taken over, then released
 
 
-def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, other_process):
+def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, lock_holder):
     out = tmp_path / "records"
     out.mkdir()
-    _lock(out, other_process.pid, ".lock-w00")  # worker 0 is running elsewhere
+    other_process = _lock(out, lock_holder, ".lock-w00")  # worker 0 is running elsewhere
     status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "1"], capsys)
     assert status == 0, err
     status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "0"], capsys)

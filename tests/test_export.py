@@ -7,7 +7,6 @@ SavedModel is then loaded once, in a subprocess that cannot import keras or koal
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -278,16 +277,13 @@ def test_a_killed_export_never_costs_the_model_it_was_replacing(tmp_path, monkey
     assert os.listdir(out.parent) == ["1"] and max_pixels_of_the_export() == 3000000
 
 
-def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monkeypatch, capsys):
+def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monkeypatch, capsys, lock_holder):
     monkeypatch.setattr(embedding, "build_inception", lambda weights="imagenet": stand_in_embedder(16))
     monkeypatch.setattr(embedding, "EMBEDDING_DIM", 16)
     run_dir = write_run_dir(tmp_path / "run", tinted_colorizer(16))
     out = tmp_path / "models" / "1"
-    with subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"]) as other:  # a live exporter's pid
+    with lock_holder(out.parent, "python -m koalarization.export", ".lock-1") as other:  # a live exporter
         try:
-            os.makedirs(out.parent)
-            lock = {"pid": other.pid, "host": socket.gethostname(), "started": "now", "command": "python -m koalarization.export"}
-            (out.parent / ".lock-1").write_text(json.dumps(lock))
             assert export.main(["--model", run_dir, "--out", str(out)]) == safeio.EXIT_LOCKED
             err = capsys.readouterr().err.strip()
             assert err.count("\n") == 0 and f"pid {other.pid}" in err and "in use by python -m koalarization.export" in err

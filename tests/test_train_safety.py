@@ -4,7 +4,6 @@ Each kill is real (the process ends with os._exit inside the writer, tests/killp
 the same command runs again and must end with the weights of a run that was never stopped."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -165,13 +164,12 @@ def test_ctrl_c_keeps_the_run_and_says_how_to_resume(records12, tmp_path):
     assert not os.path.exists(os.path.join(run_dir, ".lock"))  # released
 
 
-def test_second_trainer_on_a_run_dir_gets_one_line_and_a_stale_lock_is_taken_over(records12, tmp_path, capsys):
+def test_second_trainer_on_a_run_dir_gets_one_line_and_a_stale_lock_is_taken_over(records12, tmp_path, capsys, lock_holder):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     lock = run_dir / ".lock"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    sleeper = lock_holder(run_dir, "python -m koalarization.train")
     try:
-        lock.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "started": "now", "command": "python -m koalarization.train"}))
         assert main(flags(records12, str(run_dir), epochs=1)) == safeio.EXIT_LOCKED
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1

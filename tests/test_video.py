@@ -296,11 +296,10 @@ def test_film_cut_short_gives_the_frames_before_the_damage(colorizer, tmp_path):
     assert len(decoded(run_video(colorizer, path, tmp_path / "out"))[0]) == readable
 
 
-def test_a_second_run_on_the_same_output_is_one_line(models, clips, tmp_path, capsys):
+def test_a_second_run_on_the_same_output_is_one_line(models, clips, tmp_path, capsys, lock_holder):
     run, embedder = models
     work = tmp_path / ".film.mp4.work"
-    work.mkdir()
-    (work / ".lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "command": "koalarization.video"}))
+    lock_holder(work, "koalarization.video")
     code = films.main([clips["film"], "-o", str(tmp_path), "--model", run], inception=keras.saving.load_model(embedder))
     assert code == 4
     [line] = capsys.readouterr().err.strip().splitlines()

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import cli, colors, errors, images, precision, records, safeio
+from koalarization import cli, colors, errors, images, locks, precision, records, safeio
 from koalarization.model import inception as embedding
 from tfrecords_builder import sources
 from tfrecords_builder.config import BuildConfig
@@ -320,7 +320,7 @@ def build(config, embedder=None, progress=True, embedder_info=None):
     say(f"config: {json.dumps(config.to_json())}")
     out = config.out
     safeio.check_output_dir(out, inputs=config.images, what="records folder (--out)")
-    with safeio.DirLock(out, "python -m tfrecords_builder", warn=say, name=_file_names(config)[2]):
+    with locks.DirLock(out, "python -m tfrecords_builder", warn=say, name=_file_names(config)[2]):
         return _build_locked(config, embedder, embedder_info, say, progress)
 
 

@@ -11,7 +11,7 @@ import re
 import shutil
 
 import koalarization
-from koalarization import cli, errors, images, safeio
+from koalarization import cli, errors, images, locks, safeio
 from koalarization.export.config import ExportConfig  # noqa: F401  (the config export_from_path takes)
 
 SIGNATURES = ("serving_default", "colorize_lab", "embed")
@@ -99,7 +99,7 @@ def export_saved_model(
     os.makedirs(parent, exist_ok=True)
     # One exporter per version folder; the lock and the staging folder sit beside it, under names
     # TF Serving does not take for versions.
-    with safeio.DirLock(parent, "an export (python -m koalarization.export, or train's)", name=f".lock-{name}"):
+    with locks.DirLock(parent, "an export (python -m koalarization.export, or train's)", name=f".lock-{name}"):
         safeio.recover_folder(out_dir)  # an export killed while replacing this one puts it back first
         leftovers = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]+\.tmp$")  # staging folders of older versions
         safeio.clean_temporaries(parent, extra_patterns=[leftovers], targets=re.compile(rf"^{re.escape(name)}$"))

@@ -6,7 +6,7 @@
     RUN/backup/state.weights.h5     weights + optimizer state + {"epoch", "best", "history"}: two
                                     generations (``state.weights.h5``, ``.prev``), each with its SHA-256
     RUN/model.keras                 the final model                                (temp name + rename)
-    RUN/.lock                       the trainer that owns the run dir (safeio.DirLock)
+    RUN/.lock                       the trainer that owns the run dir (locks.DirLock)
 
 The backup is written last at the end of every epoch: it is the commit (and every
 ``--backup-every-steps`` steps inside an epoch, with the step and the loss so far). Everything

@@ -28,7 +28,7 @@ import os
 from typing import Any, Optional
 
 import koalarization
-from koalarization import cli, constants, errors, safeio
+from koalarization import cli, constants, errors, locks, safeio
 from koalarization.train import rundir
 from koalarization.train.config import DISTRIBUTIONS, PRECISIONS, PRESETS, TrainConfig, UserError  # noqa: F401  (the config train takes)
 
@@ -75,7 +75,7 @@ def train(config, callbacks=(), log=_print):
         return _train(config, chief, callbacks, log)
     _check_records_folder(config.records)  # before the run dir is made: a typo leaves nothing behind
     safeio.check_output_dir(config.run_dir, inputs=[config.records], what="run dir")
-    with safeio.DirLock(config.run_dir, "python -m koalarization.train", warn=log):
+    with locks.DirLock(config.run_dir, "python -m koalarization.train", warn=log):
         rundir.clean(config.run_dir)
         rundir.check(config.run_dir, dataclasses.asdict(config))  # a different or finished run: refused (RunDirError)
         return _train(config, chief, callbacks, log)

@@ -44,7 +44,7 @@ import sys
 
 import numpy as np
 
-from koalarization import cli, errors, safeio
+from koalarization import cli, errors, locks, safeio
 from koalarization.video.config import STATE_VERSION, VIDEO_EXTENSIONS, VideoConfig, is_video  # noqa: F401  (the config run takes)
 from koalarization.video.stream import (  # noqa: F401  (frames and probe: for the notebooks and the tests)
     Segment,
@@ -164,7 +164,7 @@ def colorize_video(config, path, colorizer, log=print, progress=True, info=None)
         log(f"{path}: its audio ({', '.join(info.audio_codecs)}) cannot be copied into {output_path(config, path)}; writing {out}")
     pixel_format(config.video_codec, info.width, info.height)  # an unusable codec is said before any work
     work = os.path.join(config.out_dir, f".{os.path.basename(out)}.work")
-    with safeio.DirLock(work, "koalarization.video", warn=log):
+    with locks.DirLock(work, "koalarization.video", warn=log):
         state_file = os.path.join(work, "state.json")
         facts = {"input": _identity(path), "settings": config.settings()}
         done = _finished_chunks(work, ext) if config.resume and _same(state_file, facts) else 0
@@ -220,7 +220,7 @@ def colorize_video(config, path, colorizer, log=print, progress=True, info=None)
     return out
 
 
-DIR_LOCK = safeio.DirLock.NAME
+DIR_LOCK = locks.DirLock.NAME
 
 
 def _write_batch(colorizer, segment, batch, state, config):

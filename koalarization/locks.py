@@ -1,0 +1,109 @@
+"""Owner locks on the folders a command writes: one writer at a time, the second told who.
+
+    with DirLock(run_dir, "python -m koalarization.train"):   # FOLDER/.lock
+        ...                                                 # a second one raises safeio.LockedError:
+    # "RUN: in use by python -m koalarization.train (pid 4242 on host-a, since 2026-12-07T08:00:00+0000); wait for it to end"
+
+The lock is the kernel's: ``fcntl.flock`` on ``FOLDER/.lock``, held open for the lock's lifetime.
+The kernel drops it when the process ends, however it ends (a kill -9, a zombie its parent has not
+reaped yet), so the next run takes it with no pid to check; a lock file that a stopped process left
+behind is taken over (said through ``warn``). The file holds only the owner's pid, host, start time
+and command, written after the lock is taken, for the message.
+
+On NFS, Linux (2.6.12 and later) emulates ``flock`` with POSIX byte-range locks, which go to the
+server: the lock works across client machines only when the server supports locking (NFSv4, or
+NFSv3 with lockd) and the share is not mounted with ``nolock`` (or ``local_lock=flock``/``all``);
+otherwise each machine sees only its own processes' locks, and two machines can write at once.
+There a lock left by a crashed client stays until the server's lease or lock recovery frees it.
+Pure Python, Linux/macOS (``fcntl``): no TensorFlow.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+
+from koalarization.safeio import LockedError
+
+
+class DirLock:
+    """``with DirLock(folder, command):`` an exclusive lock on ``folder`` (made if missing), or
+    :class:`~koalarization.safeio.LockedError` naming the owner, in one line."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder, command, warn=print, name=None):
+        """``name``: the lock file's name (default ``.lock``); writers of disjoint files in one
+        folder (the builder's workers) each take their own, e.g. ``.lock-w01``."""
+        self.folder, self.command, self.warn = folder, command, warn
+        self.path = os.path.join(folder, name or self.NAME)
+        self.fd = None
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        for _ in range(3):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _owner(fd, wait=True)
+                os.close(fd)
+                raise LockedError(self._in_use(owner)) from None
+            if not _still_named(fd, self.path):  # its holder removed the file as we opened it: again
+                os.close(fd)
+                continue
+            left = _owner(fd)
+            if left:
+                self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {left.get('pid')})")
+            me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": self.command}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+            self.fd = fd
+            return self
+        raise LockedError(f"{self.folder}: could not take the lock {self.path}")
+
+    def _in_use(self, owner):
+        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            return f"{self.folder}: already in use by this process"
+        if not owner:
+            return f"{self.folder}: in use by another process (its lock {self.path} names no owner yet); wait for it to end"
+        return (
+            f"{self.folder}: in use by {owner.get('command', 'another command')} (pid {owner.get('pid')} on "
+            f"{owner.get('host')}, since {owner.get('started')}); wait for it to end"
+        )
+
+    def release(self):
+        if self.fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)  # still holding the lock: a waiter that opened this file retries
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _owner(fd, wait=False):
+    """The owner dict written in the lock file, or {} (``wait``: a holder may be writing it now)."""
+    for attempt in range(2 if wait else 1):
+        try:
+            owner = json.loads(os.pread(fd, 4096, 0) or b"null")
+            if isinstance(owner, dict):
+                return owner
+        except (OSError, ValueError):
+            pass
+        if attempt == 0 and wait:
+            time.sleep(0.2)
+    return {}
+
+
+def _still_named(fd, path):
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
