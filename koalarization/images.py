@@ -37,9 +37,12 @@ from koalarization.constants import DEFAULT_MAX_PIXELS  # noqa: E402,F401
 
 def _to_array(image):
     """A loaded PIL image in any mode -> numpy (H, W, C), C in 1-4 (gray, gray + alpha, RGB, RGBA):
-    uint8, or uint16 for 16-bit images (scaled by 65535, as TensorFlow's PNG decoder), or float32."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None]
+    uint8, or uint16 for 16-bit images (scaled by 65535, as TensorFlow's PNG decoder), or float32.
+    32-bit integer samples (mode "I", a TIFF's int32) are scaled by their range: see :func:`_wide_integers`."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)[..., None]
+    if image.mode == "I":
+        return _wide_integers(np.asarray(image))[..., None]
     if image.mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32) / 255.0, 0.0, 1.0)[..., None]
     if image.mode == "P":
@@ -50,6 +53,20 @@ def _to_array(image):
         image = image.convert("RGBA" if image.mode in ("PA", "RGBa", "La") else "RGB")
     array = np.asarray(image)
     return array if array.ndim == 3 else array[..., None]
+
+
+def _wide_integers(array):
+    """Integer samples of a type wider than the photo's own depth (int32, uint32, int16, ...): a file
+    does not say which depth they hold, so their range decides. Every value within 0..255: 8-bit
+    (uint8, as is); within 0..65535: 16-bit (uint16, scaled by 65535); beyond: float32 over the
+    type's largest value. Negative values are 0. An 8-bit photo stored as int32 (a common
+    scientific export) is then as bright as its 8-bit original, not 1/257 of it."""
+    top = int(array.max(initial=0))
+    if top <= 255:
+        return np.clip(array, 0, 255).astype(np.uint8)
+    if top <= 65535:
+        return np.clip(array, 0, 65535).astype(np.uint16)
+    return np.clip(array.astype(np.float64) / np.iinfo(array.dtype).max, 0.0, 1.0).astype(np.float32)
 
 
 def read_pixels(path, max_pixels=None):
@@ -150,7 +167,8 @@ def _is_tiff(path):
 
 def _tiff_pixels(path, name, max_pixels):
     """The first page of a TIFF that Pillow cannot open (planar RGB, float64, ...) via tifffile
-    (scikit-image's reader), as :func:`_to_array` gives it: uint8, uint16 or float32 in [0, 1]."""
+    (scikit-image's reader), as :func:`_to_array` gives it: uint8, uint16 or float32 in [0, 1]
+    (other integer types by their range, :func:`_wide_integers`)."""
     import tifffile
 
     try:
@@ -174,8 +192,7 @@ def _tiff_pixels(path, name, max_pixels):
     if np.issubdtype(array.dtype, np.floating):
         return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
     if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        return np.clip(array.astype(np.float64) / info.max, 0.0, 1.0).astype(np.float32)
+        return _wide_integers(array)
     raise ImageError(name, f"unsupported TIFF sample type {array.dtype}")
 
 
