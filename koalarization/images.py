@@ -8,6 +8,7 @@ names the file and the reason.
 
 import io
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -89,8 +90,8 @@ def read_pixels(path, max_pixels=None):
         with Image.open(source) as image:
             width, height = image.size
             _check_size(name, width, height, max_pixels)
-            if image.format == "PNG" and _png_colour_16bit(path):  # Pillow would keep 8 of its bits
-                return _oriented(_png_16bit_pixels(path, name), image.getexif().get(EXIF_ORIENTATION, 1))
+            if image.format == "PNG" and _png_colour_16bit(image):  # Pillow would keep 8 of its bits
+                return _png_16bit_pixels(image, name)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
             array = _to_array(image)
@@ -124,28 +125,43 @@ def _oriented(array, orientation):
     return np.ascontiguousarray(_UPRIGHT[orientation](array)) if orientation in _UPRIGHT else array
 
 
-def _png_colour_16bit(path):
-    """True for a PNG of 16-bit RGB, RGBA or gray + alpha samples (its IHDR's bit depth and colour type)."""
-    if isinstance(path, (bytes, bytearray)):
-        head = bytes(path[:26])
-    else:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+def _png_colour_16bit(image):
+    """True for an opened PNG of 16-bit RGB, RGBA or gray + alpha samples (from the header Pillow read)."""
+    return image.mode in ("RGB", "RGBA", "LA") and bool(image.tile) and str(image.tile[0][3]).endswith(";16B")
 
 
-def _png_16bit_pixels(path, name):
-    """The PNG's uint16 samples (H, W, C), as TensorFlow's decoder (the SavedModel's) gives them."""
+def _png_16bit_pixels(image, name):
+    """The opened PNG's uint16 samples (H, W, C), as TensorFlow's decoder (the SavedModel's) gives
+    them, EXIF orientation applied: the file is read once (from Pillow's open file) and decoded
+    once (by TensorFlow, not by Pillow as well)."""
     from koalarization import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
 
-    data = bytes(path) if isinstance(path, (bytes, bytearray)) else open(path, "rb").read()
+    image.fp.seek(0)
+    data = image.fp.read()
     try:
-        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+        pixels = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.OpError as error:
         raise ImageError(name, f"cannot decode: {error.message.splitlines()[0]}") from None
+    return _oriented(pixels, _png_exif_orientation(data))
+
+
+def _png_exif_orientation(data):
+    """The EXIF orientation (1..8; 1 when none) of the PNG ``data``'s ``eXIf`` chunk, wherever it is
+    (before or after the pixels, as Pillow finds it), without decoding the pixels."""
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if kind == b"eXIf":
+            exif = Image.Exif()
+            exif.load(b"Exif\0\0" + data[position + 8 : position + 8 + length])
+            return exif.get(EXIF_ORIENTATION, 1)
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    return 1
 
 
 def _check_size(name, width, height, max_pixels):

@@ -258,6 +258,31 @@ def _png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def test_a_16_bit_png_is_opened_once_and_decoded_once(tmp_path, monkeypatch):
+    """Its header is read by Pillow's open alone, its pixels by TensorFlow alone (not by Pillow at 8
+    bits as well, to look for an eXIf chunk); an eXIf after the pixels still turns it."""
+    import builtins
+
+    from PIL import ImageFile
+
+    samples = np.random.default_rng(2).integers(0, 65536, (9, 13, 3)).astype(np.uint16)
+    deep = tf.io.encode_png(samples).numpy()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    end = deep.rindex(b"IEND") - 4
+    path = tmp_path / "deep16.png"
+    path.write_bytes(deep[:end] + _png_chunk(b"eXIf", exif.tobytes().removeprefix(b"Exif\0\0")) + deep[end:])
+    opened, decoded = [], []
+    real_open, real_load = builtins.open, ImageFile.ImageFile.load
+    monkeypatch.setattr(builtins, "open", lambda file, *args, **kwargs: opened.append(file) or real_open(file, *args, **kwargs))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image) or real_load(image))
+    pixels = images.read_pixels(str(path))
+    monkeypatch.undo()
+    assert [os.fspath(f) for f in opened if isinstance(f, (str, os.PathLike))].count(str(path)) == 1
+    assert decoded == []
+    np.testing.assert_array_equal(pixels, np.rot90(samples, -1))
+
+
 def test_an_int32_tiff_of_8_bit_values_is_that_8_bit_photo_and_the_server_refuses_tiff_by_name(tmp_path):
     """Pillow reads 32-bit integer TIFFs (mode "I") without their depth: the values' range gives it,
     so 0..255 is 8-bit (not 1/257 of full scale, nearly black) and 0..65535 16-bit."""
