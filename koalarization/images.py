@@ -8,6 +8,7 @@ names the file and the reason.
 
 import io
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -37,9 +38,12 @@ from koalarization.constants import DEFAULT_MAX_PIXELS  # noqa: E402,F401
 
 def _to_array(image):
     """A loaded PIL image in any mode -> numpy (H, W, C), C in 1-4 (gray, gray + alpha, RGB, RGBA):
-    uint8, or uint16 for 16-bit images (scaled by 65535, as TensorFlow's PNG decoder), or float32."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)[..., None]
+    uint8, or uint16 for 16-bit images (scaled by 65535, as TensorFlow's PNG decoder), or float32.
+    32-bit integer samples (mode "I", a TIFF's int32) are scaled by their range: see :func:`_wide_integers`."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)[..., None]
+    if image.mode == "I":
+        return _wide_integers(np.asarray(image))[..., None]
     if image.mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32) / 255.0, 0.0, 1.0)[..., None]
     if image.mode == "P":
@@ -50,6 +54,20 @@ def _to_array(image):
         image = image.convert("RGBA" if image.mode in ("PA", "RGBa", "La") else "RGB")
     array = np.asarray(image)
     return array if array.ndim == 3 else array[..., None]
+
+
+def _wide_integers(array):
+    """Integer samples of a type wider than the photo's own depth (int32, uint32, int16, ...): a file
+    does not say which depth they hold, so their range decides. Every value within 0..255: 8-bit
+    (uint8, as is); within 0..65535: 16-bit (uint16, scaled by 65535); beyond: float32 over the
+    type's largest value. Negative values are 0. An 8-bit photo stored as int32 (a common
+    scientific export) is then as bright as its 8-bit original, not 1/257 of it."""
+    top = int(array.max(initial=0))
+    if top <= 255:
+        return np.clip(array, 0, 255).astype(np.uint8)
+    if top <= 65535:
+        return np.clip(array, 0, 65535).astype(np.uint16)
+    return np.clip(array.astype(np.float64) / np.iinfo(array.dtype).max, 0.0, 1.0).astype(np.float32)
 
 
 def read_pixels(path, max_pixels=None):
@@ -72,8 +90,8 @@ def read_pixels(path, max_pixels=None):
         with Image.open(source) as image:
             width, height = image.size
             _check_size(name, width, height, max_pixels)
-            if image.format == "PNG" and _png_colour_16bit(path):  # Pillow would keep 8 of its bits
-                return _oriented(_png_16bit_pixels(path, name), image.getexif().get(EXIF_ORIENTATION, 1))
+            if image.format == "PNG" and _png_colour_16bit(image):  # Pillow would keep 8 of its bits
+                return _png_16bit_pixels(image, name)
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no second copy of a big photo
             array = _to_array(image)
@@ -107,28 +125,43 @@ def _oriented(array, orientation):
     return np.ascontiguousarray(_UPRIGHT[orientation](array)) if orientation in _UPRIGHT else array
 
 
-def _png_colour_16bit(path):
-    """True for a PNG of 16-bit RGB, RGBA or gray + alpha samples (its IHDR's bit depth and colour type)."""
-    if isinstance(path, (bytes, bytearray)):
-        head = bytes(path[:26])
-    else:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+def _png_colour_16bit(image):
+    """True for an opened PNG of 16-bit RGB, RGBA or gray + alpha samples (from the header Pillow read)."""
+    return image.mode in ("RGB", "RGBA", "LA") and bool(image.tile) and str(image.tile[0][3]).endswith(";16B")
 
 
-def _png_16bit_pixels(path, name):
-    """The PNG's uint16 samples (H, W, C), as TensorFlow's decoder (the SavedModel's) gives them."""
+def _png_16bit_pixels(image, name):
+    """The opened PNG's uint16 samples (H, W, C), as TensorFlow's decoder (the SavedModel's) gives
+    them, EXIF orientation applied: the file is read once (from Pillow's open file) and decoded
+    once (by TensorFlow, not by Pillow as well)."""
     from koalarization import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
 
-    data = bytes(path) if isinstance(path, (bytes, bytearray)) else open(path, "rb").read()
+    image.fp.seek(0)
+    data = image.fp.read()
     try:
-        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+        pixels = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.OpError as error:
         raise ImageError(name, f"cannot decode: {error.message.splitlines()[0]}") from None
+    return _oriented(pixels, _png_exif_orientation(data))
+
+
+def _png_exif_orientation(data):
+    """The EXIF orientation (1..8; 1 when none) of the PNG ``data``'s ``eXIf`` chunk, wherever it is
+    (before or after the pixels, as Pillow finds it), without decoding the pixels."""
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        if kind == b"eXIf":
+            exif = Image.Exif()
+            exif.load(b"Exif\0\0" + data[position + 8 : position + 8 + length])
+            return exif.get(EXIF_ORIENTATION, 1)
+        if kind == b"IEND":
+            break
+        position += 12 + length
+    return 1
 
 
 def _check_size(name, width, height, max_pixels):
@@ -150,7 +183,8 @@ def _is_tiff(path):
 
 def _tiff_pixels(path, name, max_pixels):
     """The first page of a TIFF that Pillow cannot open (planar RGB, float64, ...) via tifffile
-    (scikit-image's reader), as :func:`_to_array` gives it: uint8, uint16 or float32 in [0, 1]."""
+    (scikit-image's reader), as :func:`_to_array` gives it: uint8, uint16 or float32 in [0, 1]
+    (other integer types by their range, :func:`_wide_integers`)."""
     import tifffile
 
     try:
@@ -174,8 +208,7 @@ def _tiff_pixels(path, name, max_pixels):
     if np.issubdtype(array.dtype, np.floating):
         return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
     if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        return np.clip(array.astype(np.float64) / info.max, 0.0, 1.0).astype(np.float32)
+        return _wide_integers(array)
     raise ImageError(name, f"unsupported TIFF sample type {array.dtype}")
 
 

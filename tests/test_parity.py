@@ -257,3 +257,49 @@ def _png_chunk(kind, data):
     import zlib
 
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def test_a_16_bit_png_is_opened_once_and_decoded_once(tmp_path, monkeypatch):
+    """Its header is read by Pillow's open alone, its pixels by TensorFlow alone (not by Pillow at 8
+    bits as well, to look for an eXIf chunk); an eXIf after the pixels still turns it."""
+    import builtins
+
+    from PIL import ImageFile
+
+    samples = np.random.default_rng(2).integers(0, 65536, (9, 13, 3)).astype(np.uint16)
+    deep = tf.io.encode_png(samples).numpy()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    end = deep.rindex(b"IEND") - 4
+    path = tmp_path / "deep16.png"
+    path.write_bytes(deep[:end] + _png_chunk(b"eXIf", exif.tobytes().removeprefix(b"Exif\0\0")) + deep[end:])
+    opened, decoded = [], []
+    real_open, real_load = builtins.open, ImageFile.ImageFile.load
+    monkeypatch.setattr(builtins, "open", lambda file, *args, **kwargs: opened.append(file) or real_open(file, *args, **kwargs))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image) or real_load(image))
+    pixels = images.read_pixels(str(path))
+    monkeypatch.undo()
+    assert [os.fspath(f) for f in opened if isinstance(f, (str, os.PathLike))].count(str(path)) == 1
+    assert decoded == []
+    np.testing.assert_array_equal(pixels, np.rot90(samples, -1))
+
+
+def test_an_int32_tiff_of_8_bit_values_is_that_8_bit_photo_and_the_server_refuses_tiff_by_name(tmp_path):
+    """Pillow reads 32-bit integer TIFFs (mode "I") without their depth: the values' range gives it,
+    so 0..255 is 8-bit (not 1/257 of full scale, nearly black) and 0..65535 16-bit."""
+    import tifffile
+
+    from koalarization.model import decode
+
+    photo = u8(smooth(np.random.default_rng(3), 10, 12))  # (10, 12, 3) uint8
+    gray = photo[..., 0]
+    Image.fromarray(gray.astype(np.int32), "I").save(tmp_path / "int32.tif")  # Pillow opens it
+    tifffile.imwrite(tmp_path / "uint32.tif", photo.astype(np.uint32))  # only tifffile does
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(images.read_image(str(tmp_path / "int32.tif")), images.read_image(str(tmp_path / "gray.png")))
+    np.testing.assert_array_equal(images.read_pixels(str(tmp_path / "uint32.tif")), photo)
+    Image.fromarray(gray.astype(np.int32) * 257, "I").save(tmp_path / "int32_16bit.tif")
+    assert images.read_pixels(str(tmp_path / "int32_16bit.tif")).dtype == np.uint16  # 16-bit: v / 65535 = the 8-bit v / 255
+    np.testing.assert_allclose(images.read_image(str(tmp_path / "int32_16bit.tif")), images.read_image(str(tmp_path / "gray.png")), atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"int32: not an image this server decodes .* got TIFF"):
+        decode.decode(tf.constant((tmp_path / "int32.tif").read_bytes()), 0, "int32")
