@@ -102,7 +102,7 @@ def build(colorizer, config, workspace, about):
             folder = workspace.fresh()
             results, refusals = work.colorize_uploads(colorizer, paths, folder, config.max_pixels, progress)
             if not results:
-                raise gr.Error("\n".join(refusals), print_exception=False)
+                raise gr.Error("\n".join(refusals), duration=None, print_exception=False)
             lines = [f"colorized {len(results)} photo(s)"] + [f"- refused {line}" for line in refusals]
             value = {"results": results, "selected": 0, "folder": folder}
             gallery_update = gr.update(value=[r.colorized for r in results], visible=len(results) > 1)
@@ -153,7 +153,7 @@ def build(colorizer, config, workspace, about):
             try:
                 out = work.colorize_film(colorizer, config, path, workspace.fresh(), log=lambda line: print(line, file=sys.stderr))
             except work.Refused as refusal:
-                raise gr.Error(str(refusal), print_exception=False) from None
+                raise gr.Error(str(refusal), duration=None, print_exception=False) from None
             return f"colorized {os.path.basename(path)}", out, out
 
         film.upload(colorize_video, film, [film_status, film_result, film_download], api_name="colorize_video", concurrency_id=QUEUE, concurrency_limit=1)

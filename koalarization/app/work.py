@@ -68,7 +68,7 @@ def read_photo(path, max_pixels):
     try:
         return images.read_image(path, max_pixels)
     except images.ImageError as error:
-        raise Refused(f"{os.path.basename(path)}: {error.reason}") from None
+        raise Refused(f"{os.path.basename(path)}: {error.reason.replace(str(path), os.path.basename(path))}") from None
     except MemoryError:
         raise Refused(f"{os.path.basename(path)}: too big to decode in this server's memory") from None
 
