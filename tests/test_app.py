@@ -203,7 +203,7 @@ def test_the_api_endpoint_takes_the_photo_first(server, model, photo, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(server[0], verbose=False, download_files=str(tmp_path))
-    status, _slider, _gallery, _hint, downloads = client.predict(handle_file(photo), api_name="/colorize")
+    status, _slider, _gallery, _hint, downloads = client.predict([handle_file(photo)], api_name="/colorize")
     assert status.startswith("colorized 1")
     served = np.asarray(Image.open(downloads[0]))
     assert np.abs(served.astype(int) - cli_colorized(model, photo, tmp_path / "cli")).max() <= 2
