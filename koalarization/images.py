@@ -101,6 +101,8 @@ def read_pixels(path, max_pixels=None):
         raise ImageError(name, "not an image (unknown format)") from None
     except Image.DecompressionBombError as error:
         raise ImageError(name, f"image too large to decode safely ({error})") from None
+    except ImageError:  # over max_pixels (a ValueError too): said as it is, not as "cannot decode"
+        raise
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(name, f"cannot decode: {error}") from None
     if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
