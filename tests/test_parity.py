@@ -68,9 +68,15 @@ def corpus(tmp_path_factory):
         "holes.gif": (holes(), {"transparency": 3}),  # colorize puts index 3 over white; so must the server
         "plain.bmp": (Image.fromarray(u8(smooth(rng, 15, 25))), {}),
         "lossless.webp": (Image.fromarray(u8(smooth(rng, 14, 27))), {"lossless": True}),
+        "rotated_exif.webp": (Image.fromarray(u8(smooth(rng, 13, 21))), {"lossless": True, "exif": exif}),  # an EXIF chunk
     }
     for name, (image, options) in files.items():
         image.save(root / name, **options)
+    # An eXIf chunk 140 KB into the file (after a long comment): Pillow finds it wherever it is.
+    plain = io.BytesIO()
+    Image.fromarray(u8(smooth(rng, 12, 18))).save(plain, "PNG")
+    plain, tiff = plain.getvalue(), exif.tobytes().removeprefix(b"Exif\0\0")  # the eXIf chunk holds the TIFF structure alone
+    (root / "late_exif.png").write_bytes(plain[:33] + _png_chunk(b"tEXt", b"Comment\0" + b"." * 140_000) + _png_chunk(b"eXIf", tiff) + plain[33:])
     return str(root)
 
 
@@ -103,9 +109,13 @@ def test_colorize_and_serving_default_give_the_same_picture(corpus, written, ser
 
 
 def test_exif_orientation_is_applied_by_both(written, served, corpus):
-    # stored 20 rows x 30 columns (22 x 34), shown (and colorized) 30 x 20 (34 x 22)
+    # stored 20 rows x 30 columns (22 x 34), shown (and colorized) 30 x 20 (34 x 22); the served
+    # pictures equal these (test_colorize_and_serving_default_give_the_same_picture)
     assert np.asarray(Image.open(os.path.join(written, "portrait_exif.png"))).shape == (30, 20, 3)
     assert np.asarray(Image.open(os.path.join(written, "turned_exif.png"))).shape == (34, 22, 3)
+    # a WebP's EXIF chunk (13 x 21 stored) and a PNG's eXIf after its first 128 KB (12 x 18 stored)
+    assert np.asarray(Image.open(os.path.join(written, "rotated_exif.png"))).shape == (21, 13, 3)
+    assert np.asarray(Image.open(os.path.join(written, "late_exif.png"))).shape == (18, 12, 3)
 
 
 def test_one_bad_image_in_a_batch_is_named(corpus, served):

@@ -6,9 +6,10 @@ formats; this module makes the served graph see the same pixels for the formats 
 - the format and the pixel size are read from the header **before** decoding (PNG IHDR, GIF
   screen, BMP and WebP headers, ``tf.image.extract_jpeg_shape``), so a decompression bomb is one
   ``InvalidArgumentError`` that names the element, not gigabytes of allocation;
-- the EXIF orientation of a JPEG (APP1 ``Exif`` segment) or a PNG (``eXIf`` chunk), tag 0x0112, is
-  parsed in the graph and applied with ``rot90``/flips, as Pillow's ``ImageOps.exif_transpose`` does
-  for ``colorize``;
+- the EXIF orientation of a JPEG (APP1 ``Exif`` segment), a PNG (``eXIf`` chunk, before or after
+  the pixels) or a WebP (``EXIF`` chunk), tag 0x0112, is parsed in the graph (the file's blocks are
+  walked to their end, as Pillow does) and applied with ``rot90``/flips, as Pillow's
+  ``ImageOps.exif_transpose`` does for ``colorize``;
 - a 16-bit PNG is read at 16 bits and scaled by 65535, as :func:`koalarization.images.read_pixels`;
 - gray, gray + alpha and RGBA become sRGB by the one shared function, ``colors.to_float_rgb``;
 - a GIF's transparent pixels come out white, as over white in ``colorize`` (its transparent
@@ -28,7 +29,7 @@ from koalarization import colors
 FORMATS = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP", "TIFF")
 DECODED = (1, 2, 3, 4, 5)  # indices of FORMATS the graph decodes
 HEADER_BYTES = 32
-EXIF_SEARCH_BYTES = 1 << 17  # the APP1 segment is among the first segments; 128 KB is plenty
+EXIF_SEARCH_BYTES = 1 << 17  # bytes of an EXIF block looked at for its first IFD (a JPEG's APP1 is at most 64 KB)
 EXIF_MAX_ENTRIES = 64  # IFD0 entries looked at for the orientation tag
 ORIENTATION_TAG = 0x0112
 
@@ -110,47 +111,74 @@ def sniff(data):
     return fmt, height, width
 
 
+def _size(data):
+    return tf.cast(tf.strings.length(data), tf.int64)
+
+
+def _read(data, position, length):
+    """``length`` bytes of the scalar string ``data`` from ``position`` as int64 (length,), zero padded
+    past its end: a look anywhere in a file without converting the bytes before it."""
+    return _bytes_of(tf.strings.substr(data, tf.minimum(tf.cast(position, tf.int64), _size(data)), length), length)
+
+
+def _walk(data, start, step, stop):
+    """The position of the first block of a chain of blocks (JPEG segments, PNG or RIFF chunks) from
+    ``start`` where ``stop(head)`` holds, ``head`` its first 8 bytes (int64 (8,)); -1 when none does
+    before the end. ``step(head)``: the block's whole size (at least 2, so the walk ends)."""
+    size = _size(data)
+
+    def going_on(p, found):
+        return (found < 0) & (p + 8 <= size)
+
+    def next_block(p, found):
+        head = _read(data, p, 8)
+        return [p + tf.maximum(step(head), 2), tf.where(stop(head), p, found)]
+
+    return tf.while_loop(going_on, next_block, [tf.cast(start, tf.int64), tf.constant(-1, tf.int64)])[1]
+
+
+def _is(values, text):
+    return tf.reduce_all(tf.equal(values, tf.constant(list(text), tf.int64)))
+
+
+def _exif_block_orientation(data, position, found):
+    """The orientation tag of the EXIF block at ``position`` of ``data`` (a TIFF structure, after an
+    optional ``Exif\\0\\0``, as Pillow's ``Exif.load`` takes it); 1 unless ``found``. The block's first
+    ``EXIF_SEARCH_BYTES`` are looked at."""
+    values = _read(data, tf.maximum(position, 0), EXIF_SEARCH_BYTES)  # (N,)
+    tiff = tf.where(_is(values[:6], b"Exif\0\0"), tf.constant(6, tf.int64), 0)
+    return _tiff_orientation(values, tiff, found & (position >= 0))
+
+
 def exif_orientation(data):
-    """Scalar string (a JPEG) -> its EXIF orientation 1..8 (int32; 1 when there is none), read in the graph."""
-    values = _bytes_of(data, EXIF_SEARCH_BYTES)  # (N,)
-
-    def u16(index):
-        return _at(values, index) * 256 + _at(values, index + 1)
-
-    def not_app1(position):  # walk the segments: FF xx LEN(2) ... until APP1 (E1), SOS (DA) or garbage
-        marker = _at(values, position + 1)
-        return (
-            (position + 4 < EXIF_SEARCH_BYTES)
-            & tf.equal(_at(values, position), 0xFF)
-            & tf.not_equal(marker, 0xE1)
-            & tf.not_equal(marker, 0xDA)
-        )
-
-    position = tf.while_loop(not_app1, lambda p: [p + 2 + u16(p + 2)], [tf.constant(2, tf.int64)], maximum_iterations=64)[0]
-    exif = tf.constant(list(b"Exif\0\0"), tf.int64)
-    found = (
-        tf.equal(_at(values, position), 0xFF)
-        & tf.equal(_at(values, position + 1), 0xE1)
-        & tf.reduce_all(tf.equal(tf.gather(values, tf.clip_by_value(position + 4 + tf.range(6, dtype=tf.int64), 0, EXIF_SEARCH_BYTES - 1)), exif))
-    )
-    return _tiff_orientation(values, position + 10, found)
+    """Scalar string (a JPEG) -> the EXIF orientation 1..8 of its APP1 ``Exif`` segment (int32; 1 when
+    there is none before the image data), read in the graph."""
+    big = tf.constant(False)
+    app1 = _walk(
+        data, 2,
+        step=lambda head: 2 + _uint(head, 2, 2, big),  # FF xx LEN(2) ...: the length counts itself
+        stop=lambda head: ~tf.equal(head[0], 0xFF) | tf.equal(head[1], 0xDA) | (tf.equal(head[1], 0xE1) & _is(head[4:8], b"Exif")),
+    )  # fmt: skip
+    found = tf.equal(_read(data, app1 + 1, 1)[0], 0xE1) & _is(_read(data, app1 + 4, 6), b"Exif\0\0")
+    return _exif_block_orientation(data, app1 + 10, found)
 
 
 def png_exif_orientation(data):
-    """Scalar string (a PNG) -> the EXIF orientation 1..8 of its ``eXIf`` chunk (int32; 1 when none is
-    found among the chunks of its first 128 KB), as Pillow reads it for ``colorize``."""
-    values = _bytes_of(data, EXIF_SEARCH_BYTES)  # (N,)
-    exif, end = (tf.constant(list(name), tf.int64) for name in (b"eXIf", b"IEND"))
-
-    def kind(p):
-        return tf.gather(values, tf.clip_by_value(p + 4 + tf.range(4, dtype=tf.int64), 0, EXIF_SEARCH_BYTES - 1))
-
-    def going_on(p):
-        return (p + 8 < EXIF_SEARCH_BYTES) & ~tf.reduce_all(tf.equal(kind(p), exif)) & ~tf.reduce_all(tf.equal(kind(p), end))
-
+    """Scalar string (a PNG) -> the EXIF orientation 1..8 of its ``eXIf`` chunk (int32; 1 when none),
+    wherever the chunk is (before or after the pixels), as Pillow reads it for ``colorize``."""
     big = tf.constant(False)
-    position = tf.while_loop(going_on, lambda p: [p + 12 + _uint(values, p, 4, big)], [tf.constant(8, tf.int64)], maximum_iterations=256)[0]
-    return _tiff_orientation(values, position + 8, tf.reduce_all(tf.equal(kind(position), exif)))
+    chunk = _walk(data, 8, step=lambda head: 12 + _uint(head, 0, 4, big), stop=lambda head: _is(head[4:8], b"eXIf") | _is(head[4:8], b"IEND"))
+    return _exif_block_orientation(data, chunk + 8, _is(_read(data, chunk + 4, 4), b"eXIf"))
+
+
+def webp_exif_orientation(data):
+    """Scalar string (a WebP) -> the EXIF orientation 1..8 of its ``EXIF`` chunk (int32; 1 when none),
+    as libwebp gives it to Pillow for ``colorize``: an extended (``VP8X``) file whose header flags EXIF."""
+    head = _bytes_of(data, 21)
+    flagged = _is(head[12:16], b"VP8X") & tf.equal((head[20] // 8) % 2, 1)
+    little = tf.constant(True)
+    chunk = _walk(data, 12, step=lambda head: 8 + _uint(head, 4, 4, little) + _uint(head, 4, 4, little) % 2, stop=lambda head: _is(head[:4], b"EXIF"))
+    return _exif_block_orientation(data, chunk + 8, flagged & (chunk >= 0))
 
 
 def _tiff_orientation(values, tiff, found):
@@ -275,8 +303,12 @@ def decode(data, max_pixels=0, name="image"):
     def gif():
         return colors.to_float_rgb(tf.io.decode_gif(gif_without_transparency(data))[0])  # the first frame
 
-    def other():
-        return colors.to_float_rgb(tf.io.decode_image(data, expand_animations=False))  # BMP, WebP
+    def webp():
+        image = tf.io.decode_image(data, expand_animations=False)  # (H, W, 3|4) uint8
+        return colors.to_float_rgb(apply_orientation(image, webp_exif_orientation(data)))
 
-    rgb = tf.case([(tf.equal(fmt, 1), jpeg), (tf.equal(fmt, 2), png), (tf.equal(fmt, 3), gif)], default=other)
+    def bmp():
+        return colors.to_float_rgb(tf.io.decode_image(data, expand_animations=False))
+
+    rgb = tf.case([(tf.equal(fmt, 1), jpeg), (tf.equal(fmt, 2), png), (tf.equal(fmt, 3), gif), (tf.equal(fmt, 5), webp)], default=bmp)
     return tf.ensure_shape(rgb, [None, None, 3])  # (H, W, 3)
