@@ -75,3 +75,65 @@ def test_fallback_to_random_says_so(monkeypatch):
     assert used == "random" and built == [None] and model.output_shape == (None, 2)
     assert len(logged) == 1 and "RANDOM" in logged[0]
     assert embedding.describe_weights(used)["source"] == "random"
+
+
+KILLED_RANDOM_BUILD = r"""
+import random, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import killpoint
+
+def draw():  # whatever else the process does with Python's random numbers while Inception is built
+    while True:
+        random.random()
+        time.sleep(0.0002)
+
+threading.Thread(target=draw, daemon=True).start()
+killpoint.install("train-00001.tfrecord:1:after")  # killed once the second of four shards is written
+from tfrecords_builder.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_random_weights_build_killed_and_resumed_embeds_as_one_never_stopped(random_inception, tmp_path):
+    """``--inception-weights random`` is one network in every process: the shards a killed build wrote
+    and those its resumed run (a second fresh process) wrote hold the embeddings an unstopped build
+    gives (here in this process, after whatever ran before), not those of two networks."""
+    import os
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from koalarization import records
+    from tfrecords_builder.builder import build
+    from tfrecords_builder.config import BuildConfig
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(4):
+        Image.fromarray((synthetic_photo(rng, 12, 16) * 255).round().astype(np.uint8)).save(photos / f"p{i}.png")
+    flags = ["--images", str(photos), "--inception-weights", "random", "--image-size", "16", "--shard-size", "1", "--batch-size", "1", "--val-fraction", "0"]
+    tests = os.path.dirname(os.path.abspath(__file__))
+    killed = subprocess.run([sys.executable, "-c", KILLED_RANDOM_BUILD, tests, "--out", str(tmp_path / "resumed"), *flags],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert killed.returncode == 9, killed.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("train-*.tfrecord")) == ["train-00000.tfrecord", "train-00001.tfrecord"]
+    resumed = subprocess.run([sys.executable, "-m", "tfrecords_builder", "--out", str(tmp_path / "resumed"), *flags, "--resume"],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    config = BuildConfig(out=str(tmp_path / "unstopped"), images=(str(photos),), image_size=16, batch_size=1, shard_size=1, val_fraction=0.0)
+    build(config, embedder=random_inception, progress=False)
+
+    def embeddings(out):
+        paths = sorted(str(p) for p in (tmp_path / out).glob("train-*.tfrecord"))
+        batch = next(iter(tf.data.TFRecordDataset(paths).batch(100)))
+        parsed = records.parse_examples(batch, 16, embedding.EMBEDDING_DIM)
+        return dict(zip(parsed["key"].numpy(), parsed["embedding"].numpy()))
+
+    want, got = embeddings("unstopped"), embeddings("resumed")
+    assert sorted(got) == sorted(want) and len(want) == 4
+    scale = max(np.abs(e).max() for e in want.values())
+    for key, embedded in want.items():  # another network's embeddings differ by about their own size
+        np.testing.assert_allclose(got[key], embedded, rtol=0, atol=1e-4 * scale, err_msg=key)

@@ -55,12 +55,31 @@ def describe_weights(weights):
 RANDOM_WEIGHTS_SEED = 0  # "random" Inception weights are seeded, so every stage builds the same network
 
 
+def _seeded_random_weights(model, seed):
+    """``model`` with every weight redrawn by its layer's initializer (``kernel_initializer`` for
+    ``kernel``, ...) given the seed ``seed * 100_003 + k`` for the k-th weight: an integer seed makes
+    Keras draw statelessly, so the values depend on nothing but ``seed`` and the network's layout.
+    Keras' own draws at build time take their seeds from Python's global ``random`` (shared with
+    every other thread and library of the process), so they cannot promise that."""
+    variables = [(layer, variable) for layer in model.layers for variable in layer.weights]
+    for k, (layer, variable) in enumerate(variables):
+        initializer = getattr(layer, f"{variable.name}_initializer", None)
+        if initializer is None:
+            raise RuntimeError(f"{model.name}: no initializer found for {variable.path}: cannot seed its random weights")
+        config = initializer.get_config()
+        if "seed" in config:  # a random one; constant ones (zeros, ones) are the same everywhere already
+            seeded = type(initializer).from_config({**config, "seed": seed * 100_003 + k})
+            variable.assign(seeded(variable.shape, variable.dtype))
+    return model
+
+
 def build_inception(weights="imagenet"):
     """Inception-ResNet-v2 with logits output, ``(B, 299, 299, 3)`` in [-1, 1] -> ``(B, 1000)``.
 
-    ``"random"`` weights are drawn after ``keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)``, so
-    the builder, the colorizer and the export all get the same random network (this resets the
-    global random seeds).
+    ``"random"`` weights are the same network in every process (the builder's, a resumed build's,
+    each Beam worker's, the colorizer's, the export's): :func:`_seeded_random_weights` draws each
+    weight from its own initializer seeded by ``RANDOM_WEIGHTS_SEED`` and its place in the network,
+    whatever Keras' global random state, other threads or what was built before in the process.
 
     Raises :class:`WeightsUnavailableError` with the ways forward when ImageNet weights can be
     neither found in the cache nor downloaded, and ``FileNotFoundError`` for a missing file.
@@ -69,15 +88,14 @@ def build_inception(weights="imagenet"):
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{weights}: Inception weights file not found")
     keras_weights = None if weights == "random" else weights
-    if weights == "random":
-        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     try:
-        return keras.applications.InceptionResNetV2(
+        model = keras.applications.InceptionResNetV2(
             include_top=True,
             weights=keras_weights,
             input_shape=(colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3),
             classifier_activation=None,
         )
+        return _seeded_random_weights(model, RANDOM_WEIGHTS_SEED) if weights == "random" else model
     except Exception as error:  # keras raises a bare Exception("URL fetch failure ...") offline
         if weights != "imagenet":
             raise ValueError(f"{weights}: cannot load Inception-ResNet-v2 weights from it: {error}") from error
