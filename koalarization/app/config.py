@@ -5,7 +5,7 @@ from the fields. Pure Python (no TensorFlow, no gradio): ``--help`` answers at o
 import argparse
 import dataclasses
 
-from koalarization import options
+from koalarization import cli, errors
 from koalarization.constants import DEFAULT_MAX_PIXELS
 
 
@@ -26,7 +26,7 @@ class AppConfig:
     queue_size: int = _option(16, "requests waiting at most; the page runs one at a time (default %(default)s)")
     keep_minutes: int = _option(60, "results are deleted this long after they were made (default %(default)s); all of them at exit")
     working_size: int | None = _option(None, "square size (multiple of 8) the network runs at (default: the training image size or the export's, else 224)")
-    inception_weights: str | None = _option(None, options.INCEPTION_WEIGHTS_HELP)
+    inception_weights: str | None = _option(None, cli.INCEPTION_WEIGHTS_HELP)
     precision: str | None = _option(None, "float32, bfloat16 or auto (default: float32; a SavedModel runs as it was exported)")
     verbose: bool = _option(False, "show TensorFlow's start-up logs")
 
@@ -53,7 +53,12 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = options.check(parser, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        cli.check_working_size(args.working_size)
+        cli.check_max_pixels(args.max_pixels)
+    except errors.UsageError as error:
+        parser.error(str(error))
     for name in ("port", "max_file_mb", "max_photos", "queue_size", "keep_minutes"):
         if getattr(args, name) < (0 if name == "port" else 1):
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least {0 if name == 'port' else 1}")
