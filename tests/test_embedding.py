@@ -89,8 +89,10 @@ def draw():  # whatever else the process does with Python's random numbers while
 
 threading.Thread(target=draw, daemon=True).start()
 killpoint.install("train-00001.tfrecord:1:after")  # killed once the second of four shards is written
-from tfrecords_builder.__main__ import main
-sys.exit(main(sys.argv[2:]))
+from koalarization import cli, errors
+from tfrecords_builder import builder
+from tfrecords_builder.config import BuildConfig
+sys.exit(errors.command(builder.run)(cli.parse(BuildConfig, sys.argv[2:])))  # what the command runs
 """
 
 
