@@ -134,6 +134,8 @@ def read_json(path, what="file", kind=None):
             shape = {dict: "an object", list: "a list"}.get(kind, kind.__name__)
             raise DamagedFileError(f"{path}: damaged {what} (JSON {type(payload).__name__}, expected {shape})")
         return payload
+    except DamagedFileError:  # the shape check above (a ValueError too, as every DamagedError)
+        raise
     except FileNotFoundError:
         raise DamagedFileError(f"{path}: {what} not found") from None
     except (ValueError, UnicodeDecodeError) as error:

@@ -109,9 +109,11 @@ def test_killed_run_resumes_where_it_stopped(records16, tmp_path):
     assert result.history["epoch"] == [0, 1, 2]
     assert os.path.exists(result.model_path)
 
-    with pytest.raises(UserError, match="finished run"):  # the same command again does not overwrite it
+    from koalarization.train.rundir import RunDirError  # an output kept: the table's 3
+
+    with pytest.raises(RunDirError, match="finished run"):  # the same command again does not overwrite it
         train(config)
-    with pytest.raises(UserError, match="different settings \\(batch_size\\)"):
+    with pytest.raises(RunDirError, match="different settings \\(batch_size\\)"):
         train(dataclasses.replace(config, batch_size=2))
 
 
