@@ -30,7 +30,7 @@ MISSING = dataclasses.MISSING
 
 
 def option(default=MISSING, *, help, flags=None, choices=None, metavar=None, positional=False, nargs=None,
-           negatable=False, group=None, exclusive=None, required_group=False, shown_default=None):  # fmt: skip
+           negatable=False, group=None, exclusive=None, required_group=False, shown_default=None, repeatable=False):  # fmt: skip
     """A config field that is a command-line option.
 
     ``help``: its one wording (``%(default)s`` is the default); ``flags``: its spellings (default
@@ -38,11 +38,13 @@ def option(default=MISSING, *, help, flags=None, choices=None, metavar=None, pos
     tuple takes (default ``+``); ``negatable``: a bool with a ``--no-`` form; ``group``: the
     heading it is listed under in ``--help``; ``exclusive``: the name of a group of which at most
     one may be given (``required_group``: exactly one); ``shown_default``: the default as the docs
-    table shows it, when the value itself says less (``None`` meaning "from the model")."""
+    table shows it, when the value itself says less (``None`` meaning "from the model");
+    ``repeatable``: a tuple field given once per value (``--hint A --hint B``), not several after one flag."""
     metadata = {
         "help": help, "flags": tuple(flags) if flags else None, "choices": tuple(choices) if choices else None,
         "metavar": metavar, "positional": positional, "nargs": nargs, "negatable": negatable, "group": group,
         "exclusive": exclusive, "required_group": required_group, "shown_default": shown_default,
+        "repeatable": repeatable,
     }  # fmt: skip
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -127,7 +129,9 @@ def _add(container, field, hint):
         kwargs["type"] = kind
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
-        if many:
+        if many and meta.get("repeatable"):
+            kwargs["action"] = "append"
+        elif many:
             kwargs["nargs"] = meta["nargs"] or "+"
     if meta["positional"]:  # required unless it has a default (then nargs "*" or "?" would say so)
         container.add_argument(field.name, **kwargs, **({} if required else {"default": argparse.SUPPRESS}))
@@ -211,7 +215,9 @@ def options_markdown(config_class):
             flags = meta["flags"] or (_flag(field),)
             metavar = (meta["metavar"] or "").replace("|", PIPE)
             value = f" {metavar}" if metavar and kind is not bool else ""
-            spelt = ", ".join(f"`{flag}{value}{' ...' if many else ''}`" for flag in flags)
+            spelt = ", ".join(f"`{flag}{value}{' ...' if many and not meta.get('repeatable') else ''}`" for flag in flags)
+            if meta.get("repeatable"):
+                spelt += " (repeatable)"
             if meta["negatable"]:
                 spelt += f", `--no-{field.name.replace('_', '-')}`"
         if meta["choices"]:

@@ -36,6 +36,16 @@ class ColorizeConfig:
     png_compression: int = cli.option(
         1, help="PNG zlib level 0-9, all lossless (default: %(default)s, fast; 9: smallest files, several times slower)"
     )
+    hint: tuple[str, ...] = cli.option(
+        (), repeatable=True, metavar="X,Y,#RRGGBB",
+        help="a colour hint for the one photo given (repeatable): pixel X,Y of the photo as displayed "
+        "gets colour #RRGGBB's chroma; a hints model only (train --hints; docs/hints.md)",
+    )  # fmt: skip
+    hints: str | None = cli.option(
+        None, metavar="FILE.json",
+        help='colour hints for several photos: {"photo name": [[x, y, "#RRGGBB"], ...]}, names as the file name '
+        "or the path below the folder given",
+    )  # fmt: skip
     verbose: bool = cli.verbose()
 
     def __post_init__(self):

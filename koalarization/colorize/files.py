@@ -138,6 +138,53 @@ def _header_pixels(path):
         return 0
 
 
+def _displayed_size(path):
+    """(width, height) of the photo as displayed (its EXIF orientation applied), from its header; None when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(images.EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001  -- reported when decoded
+        return None
+    return (height, width) if turned else (width, height)
+
+
+def plan_hints(config, jobs):
+    """``--hint`` / ``--hints FILE`` -> ``{input path: checked points}``, each checked against its photo's
+    header size; one-line UsageError for a bad hint, a name the file gives that matches no photo, or
+    ``--hint`` with more than one photo. Nothing is loaded or written before this."""
+    from koalarization import hintspec
+    from koalarization.errors import UsageError
+
+    if not config.hint and not config.hints:
+        return {}
+    if config.hint and config.hints:
+        raise UsageError("--hint and --hints: give the hints of one photo with --hint, or of several in a --hints file, not both")
+    if config.hint:
+        if len(jobs) != 1:
+            raise UsageError(f"--hint is for one photo and {len(jobs)} were given; put several photos' hints in a --hints FILE.json")
+        wanted = {jobs[0][0]: [hintspec.parse_hint(text) for text in config.hint]}
+    else:
+        by_name, wanted = hintspec.read_hints_file(config.hints), {}
+        folders = [item for item in config.inputs if os.path.isdir(item)]
+        for path, _ in jobs:
+            names = [path, os.path.normpath(path), os.path.basename(path)]
+            names += [os.path.relpath(path, f) for f in folders if os.path.realpath(path).startswith(os.path.realpath(f) + os.sep)]
+            found = [name for name in names if name in by_name]
+            if found:
+                wanted[path] = by_name.pop(found[0])
+        if by_name:
+            raise UsageError(f"{config.hints}: no photo among the inputs is named {sorted(by_name)[0]!r}"
+                             + (f" (nor {len(by_name) - 1} other names)" if len(by_name) > 1 else ""))  # fmt: skip
+    for path, points in wanted.items():
+        size = _displayed_size(path)
+        if size is not None:
+            hintspec.check_points(points, *size, name=path)
+    return {path: points for path, points in wanted.items() if points}
+
+
 def colorize_files(config, inception=None, log=print, colorizer=None):
     """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
 
@@ -166,6 +213,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
         raise errors.UsageError(f"{' '.join(config.inputs)}: no image files found")
     if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):  # a missing input: 2
         raise errors.UsageError(f"{missing[0][0]}: {missing[0][1]}" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+    hints = plan_hints(config, jobs)  # a bad hint: one line before anything is loaded
     summary = Summary(failed=list(missing))
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
@@ -235,9 +283,12 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
         colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
         loaded = time.perf_counter() - start
         log(f"model ready in {loaded:.1f} s ({colorizer.source or config.model}); colorizing {len(todo)} image(s)")
+        if hints:
+            colorizer.require_hints()
         with tqdm(total=len(todo), desc="colorizing", unit="image", file=sys.stderr, disable=None) as progress:
             progress.set_postfix_str(f"model ready in {loaded:.1f} s", refresh=True)
-            stream = colorizer.colorize_stream(readable(), config.batch_size, finish=finish, workers=ENCODE_WORKERS)
+            hints_of = (lambda job: (job[0], hints.get(job[0], []))) if hints else None
+            stream = colorizer.colorize_stream(readable(), config.batch_size, finish=finish, workers=ENCODE_WORKERS, hints=hints_of)
             for (path, out), _, written in stream:
                 if isinstance(written, Exception):
                     summary.failed.append((path, f"colorization failed: {written.__class__.__name__}"))

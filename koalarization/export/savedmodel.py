@@ -14,7 +14,7 @@ import koalarization
 from koalarization import cli, errors, images, locks, safeio
 from koalarization.export.config import ExportConfig  # noqa: F401  (the config export_from_path takes)
 
-SIGNATURES = ("serving_default", "colorize_lab", "embed")
+SIGNATURES = ("serving_default", "colorize_lab", "embed")  # a colour-hints model adds "with_hints"
 
 
 def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
@@ -36,15 +36,23 @@ def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
     module.colorizer_variables = list(network.variables)
     module.inception_variables = list(inception.variables)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, None, 1], tf.float32, name="l"),
-            tf.TensorSpec([None, colorizer.embedding_dim], tf.float32, name="embedding"),
-        ]
-    )
-    def colorize_lab(l, embedding):
-        with tf.control_dependencies([inference.check_lab_shape(l)]):
-            return {"ab": tf.cast(network({"l": l, "embedding": embedding}, training=False), tf.float32)}  # (B, H, W, 2)
+    lab_specs = [
+        tf.TensorSpec([None, None, None, 1], tf.float32, name="l"),
+        tf.TensorSpec([None, colorizer.embedding_dim], tf.float32, name="embedding"),
+    ]
+
+    def lab(inputs):
+        with tf.control_dependencies([inference.check_lab_shape(inputs["l"])]):
+            return {"ab": tf.cast(network(inputs, training=False), tf.float32)}  # (B, H, W, 2)
+
+    if colorizer.takes_hints:  # the colour-hints variant: colorize_lab takes its hints input too
+        @tf.function(input_signature=lab_specs + [tf.TensorSpec([None, None, None, 3], tf.float32, name="hints")])
+        def colorize_lab(l, embedding, hints):
+            return lab({"l": l, "embedding": embedding, "hints": hints})
+    else:
+        @tf.function(input_signature=lab_specs)
+        def colorize_lab(l, embedding):
+            return lab({"l": l, "embedding": embedding})
 
     @tf.function(
         input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32, name="inception_input")]
@@ -54,8 +62,9 @@ def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
 
     # serving_default runs the same method through the two functions above: each network traced once.
     served = type(colorizer)(
-        lambda l, e: colorize_lab(l, e)["ab"], lambda gray: embed(gray)["embedding"], colorizer.working_size, colorizer.embedding_dim
-    )
+        lambda *inputs: colorize_lab(*inputs)["ab"], lambda gray: embed(gray)["embedding"], colorizer.working_size,
+        colorizer.embedding_dim, takes_hints=colorizer.takes_hints,
+    )  # fmt: skip
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
@@ -68,7 +77,33 @@ def build_module(colorizer, max_pixels=images.DEFAULT_MAX_PIXELS):
         return {"colorized_bytes": tf.map_fn(one, (indices, image_bytes), fn_output_signature=tf.string, parallel_iterations=1)}
 
     module.serve, module.colorize_lab, module.embed = serve, colorize_lab, embed
+    if colorizer.takes_hints:
+        @tf.function(input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None, None, 2], tf.float32, name="hint_xy"),
+            tf.TensorSpec([None, None, 3], tf.uint8, name="hint_rgb"),
+        ])  # fmt: skip
+        def with_hints(image_bytes, hint_xy, hint_rgb):
+            indices = tf.range(tf.shape(image_bytes)[0])
+
+            def one(args):
+                index, data, xy, rgb = args
+                name = tf.strings.format("image_bytes[{}]", [index])
+                return served.colorize_encoded(data, max_pixels, name=name, hint_xy=xy, hint_rgb=rgb)
+
+            elements = (indices, image_bytes, hint_xy, hint_rgb)
+            return {"colorized_bytes": tf.map_fn(one, elements, fn_output_signature=tf.string, parallel_iterations=1)}
+
+        module.with_hints = with_hints
     return module
+
+
+def signatures_of(module):
+    """The SavedModel's signatures: the three of every model, plus ``with_hints`` for a hints model."""
+    signatures = {"serving_default": module.serve, "colorize_lab": module.colorize_lab, "embed": module.embed}
+    if hasattr(module, "with_hints"):
+        signatures["with_hints"] = module.with_hints
+    return signatures
 
 
 def export_saved_model(
@@ -141,7 +176,7 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
     config = config if config is not None else colorizer.config
 
     module = build_module(colorizer, max_pixels)
-    signatures = {"serving_default": module.serve, "colorize_lab": module.colorize_lab, "embed": module.embed}
+    signatures = signatures_of(module)
     staging = safeio.temporary_name(out_dir)  # ".1.tmp-PID-HOST": removed by the next export if this one is killed
     try:
         with safeio.tensorflow_write_errors(out_dir):  # a full disk, say
@@ -157,6 +192,9 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
                 "serving_default": "image_bytes string[B] (JPEG/PNG/GIF/BMP/WebP) -> colorized_bytes string[B] (PNG, same size)",
                 "colorize_lab": "l float[B,H,W,1] (L/50-1, H and W multiples of 8), embedding float[B,D] -> ab float[B,H,W,2] (ab/127)",
                 "embed": "inception_input float[B,299,299,3] (luma in [-1,1]) -> embedding float[B,D]",
+                **({"with_hints": "image_bytes string[B], hint_xy float[B,N,2] (displayed-photo pixels, x first; x < 0: "
+                    "padding), hint_rgb uint8[B,N,3] -> colorized_bytes string[B] (PNG); colorize_lab also takes "
+                    "hints float[B,H,W,3] (hint ab/127, mask)"} if colorizer.takes_hints else {}),
             },
             "config": config,
         }
@@ -184,7 +222,7 @@ def export_from_path(config, inception=None, log=print):
         f"{colorizer.precision} inside -> {config.out}"
     )
     out = export_saved_model(colorizer, config.out, weights, config=run_config, overwrite=config.overwrite, max_pixels=config.max_pixels)
-    log(f"wrote {out} (signatures: {', '.join(SIGNATURES)})")
+    log(f"wrote {out} (signatures: {', '.join(SIGNATURES + (('with_hints',) if colorizer.takes_hints else ()))})")
     return out
 
 

@@ -10,6 +10,13 @@ every door gets the same pixels: the steps are the functions of :mod:`koalarizat
 :mod:`koalarization.model.decode` (bytes -> sRGB in the graph), and the exported SavedModel's
 ``serving_default`` is traced from :meth:`Colorizer.colorize_encoded`, not written beside it.
 
+A colour-hints model (``python -m koalarization.train --hints``, an addition to the paper) has
+``colorizer.takes_hints``; ``colorize(rgbs, hints=[[(x, y, (r, g, b)), ...], ...])`` then steers
+it with points in pixels of each photo as displayed (see :mod:`koalarization.hintspec` and
+:mod:`koalarization.model.hints`), and the SavedModel's ``with_hints`` is traced from
+:meth:`Colorizer.colorize_encoded` with the hint tensors. Without hints such a model runs the
+same path with all-zero hint channels.
+
 Both networks run through ``tf.function``\\ s with a fixed input signature (``(None, S, S, 1)``,
 ``(None, D)``, ``(None, 299, 299, 3)``), traced once: the one place where compiled inference or
 another precision would go.
@@ -23,8 +30,10 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors, errors, safeio
+from koalarization import colors, errors, hintspec, safeio
+from koalarization.errors import UsageError
 from koalarization.model import decode
+from koalarization.model import hints as hint_ops
 from koalarization.model import method as inference
 from koalarization import precision as precisions
 
@@ -139,6 +148,12 @@ def load_keras_network(model_path):
     return precision.in_float32(network)
 
 
+def network_takes_hints(network):
+    """Whether a Keras colorizer network is the colour-hints variant (it has a ``hints`` input)."""
+    inputs = network.input if isinstance(network.input, dict) else dict(zip(network.input_names, network.inputs))
+    return "hints" in inputs
+
+
 def embedding_dim_of(network):
     """The embedding size a Keras colorizer network expects."""
     inputs = network.input if isinstance(network.input, dict) else dict(zip(network.input_names, network.inputs))
@@ -154,7 +169,8 @@ def encode_png(colorized):
 class Colorizer:
     """The colorization network, its embedder and the method; see the module docstring.
 
-    ``predict_ab``: (l (B, S, S, 1) scaled, embedding (B, D)) -> ab (B, S, S, 2) scaled;
+    ``predict_ab``: (l (B, S, S, 1) scaled, embedding (B, D)) -> ab (B, S, S, 2) scaled; with
+    ``takes_hints`` (the colour-hints variant) it also takes the hints input (B, S, S, 3) third;
     ``embed``: Inception input (B, 299, 299, 3) -> (B, D). ``networks``: the Keras
     ``(colorizer, inception)`` pair when loaded from Keras (what :mod:`koalarization.export` saves).
     ``precision``: "float32" or "bfloat16", what the networks compute in (inputs and outputs stay float32).
@@ -162,9 +178,10 @@ class Colorizer:
 
     precision = "float32"
 
-    def __init__(self, predict_ab, embed, working_size, embedding_dim, source="", config=None, networks=None):
+    def __init__(self, predict_ab, embed, working_size, embedding_dim, source="", config=None, networks=None, takes_hints=False):
         self.working_size = inference.check_working_size(int(working_size))
         self.embedding_dim = int(embedding_dim)
+        self.takes_hints = bool(takes_hints)
         self.predict_ab, self.embed = predict_ab, embed
         self.source, self.config, self.networks = source, config, networks
         self.compiled = self._compile()
@@ -184,12 +201,16 @@ class Colorizer:
         network = precisions.in_precision(network, used)
         inception = precisions.in_precision(inception, used) if inception is not None else None
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, dim], tf.float32)],
-            autograph=False,
-        )
-        def predict_ab(l, embedding):
-            return tf.cast(network({"l": l, "embedding": embedding}, training=False), tf.float32)  # (B, S, S, 2)
+        takes_hints = network_takes_hints(network)
+        specs = [tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, dim], tf.float32)]
+        if takes_hints:
+            @tf.function(input_signature=specs + [tf.TensorSpec([None, size, size, 3], tf.float32)], autograph=False)
+            def predict_ab(l, embedding, hints):
+                return tf.cast(network({"l": l, "embedding": embedding, "hints": hints}, training=False), tf.float32)  # (B, S, S, 2)
+        else:
+            @tf.function(input_signature=specs, autograph=False)
+            def predict_ab(l, embedding):
+                return tf.cast(network({"l": l, "embedding": embedding}, training=False), tf.float32)  # (B, S, S, 2)
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3], tf.float32)],
@@ -198,7 +219,7 @@ class Colorizer:
         def embed(gray):
             return tf.cast(inception(gray, training=False), tf.float32)  # (B, D)
 
-        colorizer = cls(predict_ab, embed if inception is not None else None, size, dim, source, config, networks=(network, inception))
+        colorizer = cls(predict_ab, embed if inception is not None else None, size, dim, source, config, (network, inception), takes_hints)
         colorizer.precision = used
         return colorizer
 
@@ -255,13 +276,15 @@ class Colorizer:
             raise ModelError(f"{path}: SavedModel lacks the signature(s) {sorted(missing)}; re-export it")
         lab, embed = loaded.signatures["colorize_lab"], loaded.signatures["embed"]
         dim = int(lab.structured_input_signature[1]["embedding"].shape[-1])
+        takes_hints = "hints" in lab.structured_input_signature[1]
         colorizer = cls(
-            lambda l, e: lab(l=l, embedding=e)["ab"],
+            (lambda l, e, h: lab(l=l, embedding=e, hints=h)["ab"]) if takes_hints else (lambda l, e: lab(l=l, embedding=e)["ab"]),
             lambda gray: embed(inception_input=gray)["embedding"],
             working_size or info.get("working_size") or colors.IMAGE_SIZE,
             dim,
             path,
             info.get("config"),
+            takes_hints=takes_hints,
         )
         colorizer.saved_model = loaded  # keeps the functions' variables alive
         colorizer.precision = exported
@@ -279,15 +302,25 @@ class Colorizer:
             lambda ab, rgb: inference.recombine_in_strips(ab, rgb, size),
             input_signature=[tf.TensorSpec([size, size, 2], tf.float32), photo], autograph=False,
         )  # fmt: skip
+        hint_map = tf.function(
+            lambda height_width, xy, rgb: hint_ops.hint_map(height_width[0], height_width[1], xy, rgb, size),
+            input_signature=[tf.TensorSpec([2], tf.int32), tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 3], tf.uint8)],
+            autograph=False,
+        )  # fmt: skip
         networks = None
         if self.embed is not None:
             inception = colors.INCEPTION_SIZE
-            networks = tf.function(
-                lambda l, gray: self.predict_ab(l, self.embed(gray)),  # (B, S, S, 2)
-                input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, inception, inception, 3], tf.float32)],
-                autograph=False,
-            )  # fmt: skip
-        return {"prepare": prepare, "networks": networks, "recombine": recombine}
+            specs = [tf.TensorSpec([None, size, size, 1], tf.float32), tf.TensorSpec([None, inception, inception, 3], tf.float32)]
+            if self.takes_hints:
+                specs.append(tf.TensorSpec([None, size, size, 3], tf.float32))
+            networks = tf.function(self._networks, input_signature=specs, autograph=False)  # (B, S, S, 2)
+        return {"prepare": prepare, "networks": networks, "recombine": recombine, "hint_map": hint_map}
+
+    def _networks(self, l, gray, hints=None):
+        """Embedder then colorizer; a hints model gets its hints input (B, S, S, 3) third."""
+        if self.takes_hints:
+            return self.predict_ab(l, self.embed(gray), hints)
+        return self.predict_ab(l, self.embed(gray))
 
     def _step(self, name, plain, *args):
         """Eagerly: the compiled step; inside a graph being traced (the SavedModel): the plain ops."""
@@ -297,34 +330,83 @@ class Colorizer:
         """One sRGB photo (H, W, 3) in [0, 1] -> (l (S, S, 1), Inception input (299, 299, 3))."""
         return self._step("prepare", lambda x: inference.network_inputs(x, self.working_size), tf.convert_to_tensor(rgb, tf.float32))
 
-    def predict_prepared(self, pairs):
-        """``prepare`` outputs of B photos -> predicted ab (B, S, S, 2), scaled as in training."""
+    def predict_prepared(self, pairs, hint_maps=None):
+        """``prepare`` outputs of B photos -> predicted ab (B, S, S, 2), scaled as in training.
+
+        ``hint_maps``: per photo its hints input (S, S, 3) (:meth:`hint_map`) or None (no hints:
+        zeros); only for a hints model, which gets zeros when it is left out."""
         l = tf.stack([p[0] for p in pairs])  # (B, S, S, 1)
         gray = tf.stack([p[1] for p in pairs])  # (B, 299, 299, 3)
-        return self._step("networks", lambda l, gray: self.predict_ab(l, self.embed(gray)), l, gray)
+        if not self.takes_hints:
+            if hint_maps is not None and any(m is not None for m in hint_maps):
+                self.require_hints()
+            return self._step("networks", self._networks, l, gray)
+        empty = hint_ops.no_hints(1, self.working_size)[0]  # (S, S, 3)
+        hints = tf.stack([empty if m is None else m for m in (hint_maps or [None] * len(pairs))])  # (B, S, S, 3)
+        return self._step("networks", self._networks, l, gray, hints)
 
-    def predict(self, rgbs):
+    def predict(self, rgbs, hint_maps=None):
         """sRGB images (each (H_i, W_i, 3) in [0, 1]) -> predicted ab (B, S, S, 2), scaled as in training."""
-        return self.predict_prepared([self.prepare(rgb) for rgb in rgbs])
+        return self.predict_prepared([self.prepare(rgb) for rgb in rgbs], hint_maps)
+
+    # -- colour hints (the hints variant) -----------------------------------------------------------
+    def require_hints(self):
+        """A one-line UsageError unless this is a hints model."""
+        if not self.takes_hints:
+            raise UsageError(f"{self.source or 'this model'}: takes no colour hints (it is the automatic model; "
+                             "train the hints variant with python -m koalarization.train --hints)")  # fmt: skip
+
+    def check_hints(self, hints, rgbs, names=None):
+        """``hints`` (one list of ``(x, y, (r, g, b))`` per photo, or None) -> the checked lists, or a one-line
+        UsageError: a point outside its photo, a malformed colour, hints for a model without the variant."""
+        if hints is None:
+            return None
+        if any(hints):
+            self.require_hints()
+        return hintspec.check_photos(hints, [(int(rgb.shape[1]), int(rgb.shape[0])) for rgb in rgbs], names)
+
+    def hint_map(self, rgb, points):
+        """One photo (H, W, 3) and its checked points -> its hints input (S, S, 3), or None for no points."""
+        return self._hint_map(tf.shape(rgb)[:2], *hint_ops.point_tensors(points)) if points else None
+
+    def _hint_map(self, height_width, xy, colours):
+        plain = lambda hw, xy, c: hint_ops.hint_map(hw[0], hw[1], xy, c, self.working_size)  # noqa: E731
+        return self._step("hint_map", plain, tf.cast(height_width, tf.int32), xy, colours)
 
     def recombine(self, ab_scaled, rgb):
         """One image's predicted ab (S, S, 2) + its sRGB (H, W, 3) -> the colorized uint8 (H, W, 3), in strips."""
         plain = lambda ab, x: inference.recombine_in_strips(ab, x, self.working_size)  # noqa: E731
         return self._step("recombine", plain, tf.convert_to_tensor(ab_scaled, tf.float32), tf.convert_to_tensor(rgb, tf.float32))
 
-    def colorize(self, rgbs):
-        """sRGB images (each (H_i, W_i, 3) in [0, 1], tensors or numpy) -> uint8 sRGB tensors of the same sizes."""
+    def colorize(self, rgbs, hints=None, names=None):
+        """sRGB images (each (H_i, W_i, 3) in [0, 1], tensors or numpy) -> uint8 sRGB tensors of the same sizes.
+
+        ``hints`` (a hints model only): one list per photo of ``(x, y, (r, g, b))``, x, y in pixels of
+        the photo as given (as displayed: after EXIF orientation), r, g, b ints 0-255; ``names`` name
+        the photos in the one-line :class:`~koalarization.errors.UsageError` of a bad hint."""
         rgbs = [tf.convert_to_tensor(rgb, tf.float32) for rgb in rgbs]
-        ab = self.predict(rgbs)  # (B, S, S, 2)
+        hints = self.check_hints(hints, rgbs, names)
+        maps = None if hints is None else [self.hint_map(rgb, points) for rgb, points in zip(rgbs, hints)]
+        ab = self.predict(rgbs, maps)  # (B, S, S, 2)
         return [self.recombine(ab[i], rgb) for i, rgb in enumerate(rgbs)]
 
-    def colorize_encoded(self, image_bytes, max_pixels=0, name="image"):
-        """Encoded image (scalar string) -> colorized PNG (scalar string) of the same size: the served method."""
+    def colorize_encoded(self, image_bytes, max_pixels=0, name="image", hint_xy=None, hint_rgb=None):
+        """Encoded image (scalar string) -> colorized PNG (scalar string) of the same size: the served method.
+
+        ``hint_xy`` (N, 2) float32 in displayed-photo pixels, x first, negative x = padding, and
+        ``hint_rgb`` (N, 3) uint8 (a hints model only): ``with_hints``; a point outside the photo
+        fails the call (``InvalidArgumentError``, one line)."""
         rgb = decode.decode(image_bytes, max_pixels, name)  # (H, W, 3)
-        return encode_png(self.colorize([rgb])[0])
+        if hint_xy is None:
+            return encode_png(self.colorize([rgb])[0])
+        shape = tf.shape(rgb)
+        with tf.control_dependencies([hint_ops.check_inside(hint_xy, shape[0], shape[1], name)]):
+            hint_map = self._hint_map(shape[:2], tf.identity(hint_xy), hint_rgb)  # (S, S, 3)
+        ab = self.predict([rgb], [hint_map])  # (1, S, S, 2)
+        return encode_png(self.recombine(ab[0], rgb))
 
     # -- batches of files ------------------------------------------------------------------------------
-    def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS, finish=None, workers=0):
+    def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS, finish=None, workers=0, hints=None):
         """``(key, rgb)`` pairs -> ``(key, rgb, result or the exception)`` in input order, in batches
         bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone;
         the first photo goes alone too, so that it is out one network call after the models are ready).
@@ -333,6 +415,7 @@ class Colorizer:
         saving it). ``workers > 0``: the recombination and ``finish`` run in that many threads beside
         the networks, which go on with the next batch meanwhile. A TensorFlow error or running out
         of memory is yielded for its photo; any other exception (from ``finish``) is raised.
+        ``hints`` (a hints model): ``key -> (photo name, list of (x, y, (r, g, b)))``; a bad hint raises UsageError.
         """
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
@@ -359,7 +442,7 @@ class Colorizer:
 
         try:
             for batch in self._batches(items, batch_size, batch_pixels):
-                for key, rgb, ab in self._run_batch(batch):
+                for key, rgb, ab in self._run_batch(batch, hints):
                     if isinstance(ab, Exception):
                         pending.append((key, rgb, ab))
                     elif pool is not None:
@@ -390,14 +473,19 @@ class Colorizer:
         if batch:
             yield batch
 
-    def _run_batch(self, batch):
+    def _run_batch(self, batch, hints=None):
         """A batch -> ``(key, rgb, ab (S, S, 2) or the exception)`` per photo."""
+        maps = None
+        if hints is not None:  # key -> (name, points)
+            named = [hints(key) for key, _ in batch]
+            checked = self.check_hints([points for _, points in named], [rgb for _, rgb in batch], [name for name, _ in named])
+            maps = [self.hint_map(rgb, points) for (_, rgb), points in zip(batch, checked)]
         try:
-            ab = self.predict([rgb for _, rgb in batch])  # (B, S, S, 2)
+            ab = self.predict([rgb for _, rgb in batch], maps)  # (B, S, S, 2)
         except (tf.errors.OpError, MemoryError) as error:  # e.g. out of memory on a huge image
             if len(batch) > 1:  # find which one: each alone
                 for item in batch:
-                    yield from self._run_batch([item])
+                    yield from self._run_batch([item], hints)
                 return
             yield batch[0][0], batch[0][1], error
             return

@@ -61,6 +61,10 @@ class TrainConfig:
         1000, help="also back up inside an epoch every N steps, so a kill loses at most N steps (default 1000; "
         "0: at epoch ends only; may change when resuming)",
     )  # fmt: skip
+    hints: bool = cli.option(
+        False, help="train the colour-hints variant (an addition, not the paper's model): the encoder also takes "
+        "simulated user clicks (ab + mask), so colorize --hint can steer it; see docs/hints.md",
+    )  # fmt: skip
     export: bool = cli.option(
         True, negatable=True, shown_default="yes",
         help="export RUN/saved_model/1 for TF Serving at the end (default: yes, for records "

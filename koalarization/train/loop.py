@@ -13,7 +13,9 @@ checkpoint, backup) are written by :mod:`koalarization.train.rundir`, kill-safe.
   or a worker whose files ran out first) skips the model: convolutions on zero examples fail
   under oneDNN ("input depth must be evenly divisible by filter depth").
 - Every epoch reads the train split shuffled by ``(seed, epoch)``, so a resumed run sees the same
-  batches as one that was never stopped and ends with the same weights.
+  batches as one that was never stopped and ends with the same weights. With ``--hints`` (the
+  colour-hints variant, :mod:`koalarization.model.hints`) each batch also gets simulated clicks
+  seeded by ``(seed, epoch)`` and its position in the epoch, drawn alike after a resume.
 """
 
 import math
@@ -29,6 +31,9 @@ import tensorflow as tf  # noqa: E402
 
 from koalarization import plots, records, safeio  # noqa: E402
 from koalarization.records import dataset as data
+from koalarization.model import hints
+
+VAL_HINTS_SEED = -1  # --hints: the val split's (and the sample panel's) simulated clicks, the same every epoch
 
 SUM = tf.distribute.ReduceOp.SUM
 HEARTBEAT_TIMEOUT_MS = 120_000  # a worker busy on a loaded machine is not a dead one
@@ -204,7 +209,8 @@ def builtin_callbacks(config, chief, n_val):
     if not chief:
         return [keras.callbacks.TerminateOnNaN()]  # the losses are all-reduced: every worker stops alike
     split = "val" if n_val else "train"
-    inputs, ab = next(iter(data.load_dataset(config.records, split, config.sample_images, shuffle=False)))
+    samples = data.load_dataset(config.records, split, config.sample_images, shuffle=False)
+    inputs, ab = next(iter(hints.with_simulated_hints(samples, VAL_HINTS_SEED) if config.hints else samples))
     logs = os.path.join(config.run_dir, "logs")
     return [
         keras.callbacks.TerminateOnNaN(),
@@ -303,6 +309,8 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
         elif batches / 3 > steps / 2:  # a val batch: forward only, ~1/3 of a train step
             log(f"Validation: all {n_val} val examples ({batches} batches, forward only: about {batches / 3 / steps:.0%} of "
                 f"an epoch of {steps} step{'s' if steps > 1 else ''}) after every epoch; --validation-steps N bounds it.")  # fmt: skip
+        if config.hints:  # the same clicks every epoch: val_loss stays comparable
+            val_ds = hints.with_simulated_hints(val_ds, VAL_HINTS_SEED)
         val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))
 
     callbacks.on_train_begin()
@@ -318,6 +326,8 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
             random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see load_dataset
             skip_batches=0 if several else first,
         )
+        if config.hints:  # simulated clicks, seeded by the epoch and the batch's position in it
+            train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=0 if several else first)
         iterator = iter(distribute(strategy, train_ds, train_shards))
         for _ in range(first if several else 0):
             next(iterator)

@@ -39,6 +39,7 @@ BACKUP = os.path.join(BACKUP_DIR, "state.weights.h5")
 STATE_ATTR = "koalarization_state"  # the backup's epoch/best/history, as JSON in an HDF5 attribute
 HISTORY_KEYS = ("epoch", "loss", "val_loss")
 UNCOMPARED = ("verbose", "backup_every_steps")  # config fields a resumed run may change
+ADDED_LATER = {"hints": False}  # fields newer than some runs: what a config.json without them meant
 
 
 class RunDirError(errors.OutputError):
@@ -79,7 +80,7 @@ def check(run_dir, config_fields):
     if not isinstance(saved, dict):
         raise DamagedRunDirError(f"{os.path.join(run_dir, CONFIG)}: damaged run config (its \"config\" is not an object); "
                           "move it away to start this run over, or choose a new --run-dir")  # fmt: skip
-    differs = sorted(k for k in config_fields if k not in UNCOMPARED and saved.get(k) != config_fields[k])
+    differs = sorted(k for k in config_fields if k not in UNCOMPARED and saved.get(k, ADDED_LATER.get(k)) != config_fields[k])
     if differs:
         raise RunDirError(
             f"{run_dir}: holds a run with different settings ({', '.join(differs)}); "

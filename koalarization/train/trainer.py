@@ -142,7 +142,7 @@ def _train(config, chief, callbacks, log):
     try:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            model = build_colorizer(records.embedding_dim(manifest))
+            model = build_colorizer(records.embedding_dim(manifest), hints=config.hints)
             compile_colorizer(model, config.learning_rate)
             model.optimizer.build(model.trainable_variables)
         model.stop_training = False
