@@ -32,13 +32,13 @@ import tensorflow as tf
 
 from koalarization import colors, errors, hintspec, safeio
 from koalarization.errors import UsageError
-from koalarization.model import decode
+from koalarization.model import batches, decode
 from koalarization.model import hints as hint_ops
 from koalarization.model import method as inference
 from koalarization import precision as precisions
 
 from koalarization.constants import CONFIG_FILE as RUN_CONFIG_NAME, EXPORT_INFO_FILE as EXPORT_INFO_NAME, MODEL_FILE as RUN_MODEL_NAME  # noqa: E402
-BATCH_PIXELS = 1 << 24  # colorize holds at most about this many input pixels at once (16 MP), or one bigger photo
+from koalarization.model.batches import BATCH_PIXELS  # noqa: E402,F401  (colorize reads it here)
 PNG_COMPRESSION = 1  # serving_default's zlib level in tf.io.encode_png: lossless like any level, ~10x faster to write than the default 6, ~15% bigger
 
 
@@ -347,7 +347,8 @@ class Colorizer:
 
     def predict(self, rgbs, hint_maps=None):
         """sRGB images (each (H_i, W_i, 3) in [0, 1]) -> predicted ab (B, S, S, 2), scaled as in training."""
-        return self.predict_prepared([self.prepare(rgb) for rgb in rgbs], hint_maps)
+        pairs = [self.prepare(rgb) for rgb in rgbs]
+        return self.predict_prepared(pairs) if hint_maps is None else self.predict_prepared(pairs, hint_maps)
 
     # -- colour hints (the hints variant) -----------------------------------------------------------
     def require_hints(self):
@@ -387,7 +388,7 @@ class Colorizer:
         rgbs = [tf.convert_to_tensor(rgb, tf.float32) for rgb in rgbs]
         hints = self.check_hints(hints, rgbs, names)
         maps = None if hints is None else [self.hint_map(rgb, points) for rgb, points in zip(rgbs, hints)]
-        ab = self.predict(rgbs, maps)  # (B, S, S, 2)
+        ab = self.predict(rgbs) if maps is None else self.predict(rgbs, maps)  # (B, S, S, 2)
         return [self.recombine(ab[i], rgb) for i, rgb in enumerate(rgbs)]
 
     def colorize_encoded(self, image_bytes, max_pixels=0, name="image", hint_xy=None, hint_rgb=None):
@@ -407,87 +408,6 @@ class Colorizer:
 
     # -- batches of files ------------------------------------------------------------------------------
     def colorize_stream(self, items, batch_size=8, batch_pixels=BATCH_PIXELS, finish=None, workers=0, hints=None):
-        """``(key, rgb)`` pairs -> ``(key, rgb, result or the exception)`` in input order, in batches
-        bounded by ``batch_size`` images and ``batch_pixels`` input pixels (a bigger photo goes alone;
-        the first photo goes alone too, so that it is out one network call after the models are ready).
-
-        ``result`` is the colorized uint8 tensor, or ``finish(key, rgb, colorized)`` (e.g. encoding and
-        saving it). ``workers > 0``: the recombination and ``finish`` run in that many threads beside
-        the networks, which go on with the next batch meanwhile. A TensorFlow error or running out
-        of memory is yielded for its photo; any other exception (from ``finish``) is raised.
-        ``hints`` (a hints model): ``key -> (photo name, list of (x, y, (r, g, b)))``; a bad hint raises UsageError.
-        """
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        finish = finish or (lambda key, rgb, colorized: colorized)
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="recombine") if workers else None
-        pending = deque()  # (key, rgb, future or result) in input order
-        limit = 2 * batch_size if pool is not None else 0  # photos in flight beside the networks ...
-
-        def pixels_of(entries):
-            return sum(int(rgb.shape[0]) * int(rgb.shape[1]) for _, rgb, _ in entries)
-
-        def done(entry):
-            key, rgb, outcome = entry
-            if pool is not None and not isinstance(outcome, Exception):
-                try:
-                    outcome = outcome.result()
-                except (tf.errors.OpError, MemoryError) as error:
-                    outcome = error
-            return key, rgb, outcome
-
-        def finished(key, ab, rgb):
-            return finish(key, rgb, self.recombine(ab, rgb))
-
-        try:
-            for batch in self._batches(items, batch_size, batch_pixels):
-                for key, rgb, ab in self._run_batch(batch, hints):
-                    if isinstance(ab, Exception):
-                        pending.append((key, rgb, ab))
-                    elif pool is not None:
-                        pending.append((key, rgb, pool.submit(finished, key, ab, rgb)))
-                    else:
-                        try:
-                            pending.append((key, rgb, finished(key, ab, rgb)))
-                        except (tf.errors.OpError, MemoryError) as error:
-                            pending.append((key, rgb, error))
-                while pending and (len(pending) > limit or pixels_of(pending) > batch_pixels):  # ... and their pixels
-                    yield done(pending.popleft())
-            while pending:
-                yield done(pending.popleft())
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-    @staticmethod
-    def _batches(items, batch_size, batch_pixels):
-        batch, pixels, first = [], 0, True
-        for key, rgb in items:
-            size = int(rgb.shape[0]) * int(rgb.shape[1])
-            if batch and (first or len(batch) >= batch_size or pixels + size > batch_pixels):
-                yield batch
-                batch, pixels, first = [], 0, False
-            batch.append((key, rgb))
-            pixels += size
-        if batch:
-            yield batch
-
-    def _run_batch(self, batch, hints=None):
-        """A batch -> ``(key, rgb, ab (S, S, 2) or the exception)`` per photo."""
-        maps = None
-        if hints is not None:  # key -> (name, points)
-            named = [hints(key) for key, _ in batch]
-            checked = self.check_hints([points for _, points in named], [rgb for _, rgb in batch], [name for name, _ in named])
-            maps = [self.hint_map(rgb, points) for (_, rgb), points in zip(batch, checked)]
-        try:
-            ab = self.predict([rgb for _, rgb in batch], maps)  # (B, S, S, 2)
-        except (tf.errors.OpError, MemoryError) as error:  # e.g. out of memory on a huge image
-            if len(batch) > 1:  # find which one: each alone
-                for item in batch:
-                    yield from self._run_batch([item], hints)
-                return
-            yield batch[0][0], batch[0][1], error
-            return
-        for i, (key, rgb) in enumerate(batch):
-            yield key, rgb, ab[i]
+        """``(key, rgb)`` pairs -> ``(key, rgb, colorized or the exception)`` in input order, in batches:
+        see :func:`koalarization.model.batches.colorize_stream`."""
+        return batches.colorize_stream(self, items, batch_size, batch_pixels, finish, workers, hints)
