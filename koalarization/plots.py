@@ -167,3 +167,21 @@ def sample_panel(l, ab_pred, ab_true):
         tiles = comparison_tiles(original, colorized)
         rows.append(np.concatenate(tiles + [original] * (3 - len(tiles)), axis=1))  # (S, 3S, 3)
     return tf.constant(np.clip(np.concatenate(rows, axis=0), 0.0, 1.0), tf.float32)  # (n*S, 3S, 3)
+
+
+def quality_by_hints(counts, psnr, ab_error, path=None):
+    """PSNR and mean ab error against the number of colour hints (a hints model; Zhang et al. 2017, Fig. 4)."""
+    figure = _new_figure(8, 3.5)
+    shown = [max(count, 0.5) for count in counts]  # 0 hints drawn at 0.5 on the log axis
+    for index, (values, label) in enumerate(((psnr, "PSNR (dB)"), (ab_error, "mean ab error (Lab units)")), start=1):
+        axes = figure.add_subplot(1, 2, index)
+        axes.plot(shown, values, marker="o")
+        axes.set_xscale("log")
+        axes.set_xticks(shown, [str(count) for count in counts])
+        axes.set(xlabel="simulated hints per photo", ylabel=label)
+        axes.grid(alpha=0.3)
+    figure.suptitle("Quality against the number of colour hints")
+    figure.tight_layout()
+    if path:
+        figure.savefig(path)
+    return figure

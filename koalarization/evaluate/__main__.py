@@ -23,7 +23,9 @@ uniform sample of the training split (every k-th example across all shards).
 
 Writes to ``-o``: ``metrics.json`` (per image and mean per method), ``metrics.md`` (the table),
 ``ab_error_cdf.png`` (the curves of the three methods) and ``best_worst.png`` (gray | model |
-original for the best and worst images by model ab MSE).
+original for the best and worst images by model ab MSE). For a colour-hints model (``train --hints``)
+with ``--records``, also ``hints.json``, ``hints.md`` and ``hints.png``: PSNR and ab error with 0, 1,
+5, 10 and 50 simulated hints per photo (:mod:`koalarization.evaluate.hintsweep`).
 
 The command parses an :class:`koalarization.evaluate.config.EvaluateConfig`, then runs
 :func:`koalarization.evaluate.scoring.run`; exit statuses: the table of :mod:`koalarization.errors`.

@@ -221,7 +221,7 @@ def _evaluate(config, inception, log, colorizer, read):
         colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False, precision=config.precision)
         run_config = colorizer.config
         total = data.num_examples(config.records, config.split)
-        examples = record_examples(config, colorizer.predict_ab, colorizer.embedding_dim)
+        examples = record_examples(config, colorizer.predict_embedded, colorizer.embedding_dim)
         source = {"records": os.path.abspath(config.records), "split": config.split}
     else:
         paths = images.find_images(config.images)
@@ -303,7 +303,13 @@ def _evaluate(config, inception, log, colorizer, read):
         report["seen_in_training"] = None
         report["seen_in_training_unknown"] = unknown_why
         log(f"warning: {unknown_why}")
+    if config.records and colorizer.takes_hints:  # the hints variant: quality against the number of hints
+        from koalarization.evaluate import hintsweep
+
+        report["hints"] = hintsweep.sweep(config, colorizer, log)
     write_report(report, {m: s / max(len(colour), 1) for m, s in curve_sums.items()}, best, worst, config.out_dir)
+    if "hints" in report:
+        hintsweep.write(report["hints"], config.out_dir)
     return report
 
 
@@ -443,7 +449,8 @@ def run(config, inception=None):
     except KeyboardInterrupt:
         raise errors.Interrupted("interrupted: no report written (a report is written whole at the end); run the command again") from None
     print(markdown_table(report))
-    print(f"wrote metrics.json, metrics.md, ab_error_cdf.png, best_worst.png to {config.out_dir}")
+    extra = ", hints.json, hints.md, hints.png" if "hints" in report else ""
+    print(f"wrote metrics.json, metrics.md, ab_error_cdf.png, best_worst.png{extra} to {config.out_dir}")
     return 0
 
 

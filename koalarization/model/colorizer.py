@@ -350,6 +350,14 @@ class Colorizer:
         pairs = [self.prepare(rgb) for rgb in rgbs]
         return self.predict_prepared(pairs) if hint_maps is None else self.predict_prepared(pairs, hint_maps)
 
+    def predict_embedded(self, l, embedding, hints=None):
+        """l (B, S, S, 1) scaled and embeddings (B, D) -> ab (B, S, S, 2): the colorizer alone (``evaluate
+        --records``); a hints model takes ``hints`` (B, S, S, 3), zeros when left out."""
+        if not self.takes_hints:
+            return self.predict_ab(l, embedding)
+        l = tf.convert_to_tensor(l, tf.float32)
+        return self.predict_ab(l, embedding, hint_ops.no_hints(tf.shape(l)[0], self.working_size) if hints is None else hints)
+
     # -- colour hints (the hints variant) -----------------------------------------------------------
     def require_hints(self):
         """A one-line UsageError unless this is a hints model."""

@@ -96,16 +96,23 @@ def simulate(ab, seed, max_points=MAX_SIMULATED, p=GEOMETRIC_P):
     return rasterise(rows, cols, sizes, values, valid, size)
 
 
-def simulate_count(ab, seed, count):
-    """Exactly ``count`` simulated points per example (evaluation's rows: 0, 1, 5, 10, 50 hints)."""
+def simulate_count(ab, seed, count, boxes=None):
+    """Exactly ``count`` simulated points per example (evaluation's rows: 0, 1, 5, 10, 50 hints) ->
+    (hints (B, S, S, 3), (rows, cols, sizes, values) of the points).
+
+    ``boxes``: (B, 4) int ``(top, left, height, width)`` of each photo inside its letterbox: the
+    points fall on the photo, not on the bars (default: anywhere on the grid)."""
     ab = tf.convert_to_tensor(ab, tf.float32)
     size, batch = ab.shape[1], tf.shape(ab)[0]
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     count = max(int(count), 0)
-    sizes = tf.random.stateless_uniform([batch, count], seeds[0], minval=1, maxval=MAX_PATCH + 1, dtype=tf.int32)
-    room = tf.cast(size - sizes + 1, tf.float32)
-    rows = tf.cast(tf.floor(tf.random.stateless_uniform([batch, count], seeds[1]) * room), tf.int32)
-    cols = tf.cast(tf.floor(tf.random.stateless_uniform([batch, count], seeds[2]) * room), tf.int32)
+    if boxes is None:
+        boxes = tf.tile(tf.constant([[0, 0, size, size]], tf.int32), [batch, 1])
+    top, left, height, width = (tf.cast(boxes, tf.int32)[:, i : i + 1] for i in range(4))  # (B, 1) each
+    largest = tf.minimum(tf.minimum(height, width), MAX_PATCH)  # (B, 1)
+    sizes = 1 + tf.cast(tf.floor(tf.random.stateless_uniform([batch, count], seeds[0]) * tf.cast(largest, tf.float32)), tf.int32)
+    uniform = lambda seed, extent: tf.cast(tf.floor(tf.random.stateless_uniform([batch, count], seed) * tf.cast(extent - sizes + 1, tf.float32)), tf.int32)  # noqa: E731
+    rows, cols = top + uniform(seeds[1], height), left + uniform(seeds[2], width)
     values = patch_means(ab, rows, cols, sizes)
     return rasterise(rows, cols, sizes, values, tf.ones([batch, count], tf.bool), size), (rows, cols, sizes, values)
 
