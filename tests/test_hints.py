@@ -73,7 +73,7 @@ def test_the_hints_variant_learns_to_follow_hints(tmp_path):
     l, ab = held_out()
 
     def predict(hint_input):
-        return keras.ops.convert_to_numpy(model({"l": l, "embedding": np.zeros((len(l), DIM), np.float32), "hints": hint_input}))
+        return keras.ops.convert_to_numpy(model({"l": l, "embedding": np.zeros((len(l), DIM), np.float32), "hints": np.asarray(hint_input)}))
 
     def ab_error(predicted):  # mean Euclidean ab error, Lab units
         return float(np.mean(np.linalg.norm((predicted - ab) * colors.AB_SCALE, axis=-1)))
