@@ -168,6 +168,8 @@ def test_several_photos_come_back_with_a_zip(page, photo, tmp_path):
     with zipfile.ZipFile(download(page, zipped, tmp_path)) as archive:
         assert sorted(archive.namelist()) == ["family.png", "other.png"]
         assert Image.open(archive.open("other.png")).size == (20, 30)
+    page.locator("#gallery img").nth(1).click()  # the second thumbnail -> its gray | colorized above
+    page.locator('#slider img[src*="other_colorized"]').wait_for(timeout=RESULT_WAIT_MS)
 
 
 def test_the_pixel_bomb_is_refused_in_bounded_memory(page, server, tmp_path):
@@ -230,3 +232,29 @@ def test_the_temporary_folder_is_removed_at_exit(server):
     process.terminate()  # SIGTERM, as a service manager stops it
     assert process.wait(timeout=60) == 0
     assert not [name for name in os.listdir(tmpdir) if name.startswith("koalarization-app-")]
+
+
+class HintsColorizer:
+    """A stand-in for a colour-hints model (``takes_hints``): paints each hint's colour everywhere."""
+
+    takes_hints = True
+
+    def __init__(self):
+        self.calls = []
+
+    def colorize(self, rgbs, hints=None):
+        self.calls.append(hints)
+        colour = hints[0][-1][2] if hints else (128, 128, 128)
+        return [np.broadcast_to(np.array(colour, np.uint8), rgb.shape).copy() for rgb in rgbs]
+
+
+def test_a_hint_reaches_the_colorizer_in_photo_pixels_and_colour(photo, tmp_path):
+    from koalarization.app import work
+
+    colorizer = HintsColorizer()
+    plain = work.colorize_upload(colorizer, photo, str(tmp_path), 0)
+    hinted = work.colorize_upload(colorizer, photo, str(tmp_path), 0, hints=[(10, 20, work.parse_colour("#2040ff"))], version=1)
+    assert colorizer.calls == [None, [[(10, 20, (32, 64, 255))]]]
+    assert hinted.colorized != plain.colorized and hinted.hints == [(10, 20, (32, 64, 255))]
+    assert np.asarray(Image.open(hinted.colorized))[0, 0].tolist() == [32, 64, 255]
+    assert work.parse_colour("rgba(12, 34.4, 56, 1)") == (12, 34, 56) and work.parse_colour("#fff") == (255, 255, 255)

@@ -75,7 +75,7 @@ def build(colorizer, config, workspace, about):
             photos = gr.File(label="Drop one or many photos", file_count="multiple", file_types=list(images.IMAGE_EXTENSIONS), elem_id="photos")
             status = gr.Markdown(elem_id="status")
             slider = gr.ImageSlider(label="gray | colorized (drag the line)", type="filepath", format="png", interactive=False, elem_id="slider")
-            gallery = gr.Gallery(label="All results (click one to see it above)", visible=False, columns=6, height="auto", format="png", interactive=False, elem_id="gallery")
+            gallery = gr.Gallery(label="All results (click one to see it above)", visible=False, columns=6, height="auto", format="png", interactive=False, allow_preview=False, elem_id="gallery")
             with gr.Group(visible=hints_on):
                 gr.Markdown("Colour hints: pick a colour, then click the photo where it belongs; the result updates.")
                 colour = gr.ColorPicker(value="#c03020", label="hint colour", elem_id="hint-colour")
