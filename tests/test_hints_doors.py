@@ -15,7 +15,7 @@ from skimage import color
 from test_colorize import DIM, embedder, photos, run_dir, save, stand_in_embedder, to_uint8, write_run_dir  # noqa: F401
 from test_parity import corpus, smooth, u8  # noqa: F401
 
-import koalarization.colorize.__main__ as colorize
+from koalarization.colorize import files as colorize
 from koalarization import colors, hintspec
 from koalarization.errors import UsageError
 from koalarization.export import savedmodel
@@ -156,8 +156,12 @@ def test_bad_hints_are_one_line_and_status_2_before_anything_is_written(photos, 
 
 
 def test_train_hints_records_it_and_resumes_an_older_run_without_it(tmp_path):
+    from koalarization import cli
     from koalarization.train import rundir
-    from koalarization.train.__main__ import parse_config
+    from koalarization.train.config import PRESETS, TrainConfig
+
+    def parse_config(argv):
+        return cli.parse(TrainConfig, argv, PRESETS)
 
     config = parse_config(["--records", "r", "--run-dir", "d", "--preset", "smoke", "--hints"])
     assert config.hints and config.epochs == 2  # with any preset
