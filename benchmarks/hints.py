@@ -1,17 +1,19 @@
 """What the colour-hints variant costs beside the automatic model (docs/hints.md), measured side by side:
 
-    python -m benchmarks.hints [--repeats 7]
+    python -m benchmarks.hints [--repeats 7] [--out benchmarks/results]
 
 1. the colorizer network alone at 224x224, batch 4 (automatic: L; variant: L + hints), and
 2. the whole method on one 512x512 photo (Inception-ResNet-v2 with random weights, letterbox,
    recombination), automatic vs the variant given three hints.
 
 The two models run alternately in one process, each call timed, the median reported, so a busy
-machine slows both alike. Prints one JSON line per figure and the machine line.
+machine slows both alike. Prints one JSON line per figure and writes them all, with the machine,
+to ``OUT/hints.json`` and ``OUT/hints.md`` (docs/hints.md quotes them).
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -29,6 +31,7 @@ def median_seconds(function, repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hints", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", default="benchmarks/results", help="folder for hints.json and hints.md (default: %(default)s)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -59,7 +62,19 @@ def main(argv=None):
         figures[name] = {"automatic": statistics.median(pair[0]), "hints": statistics.median(pair[1])}
         figures[name]["ratio"] = figures[name]["hints"] / figures[name]["automatic"]
         print(json.dumps({name: figures[name]}))
-    print(json.dumps({"parameters": {"automatic": automatic.count_params(), "hints": variant.count_params()}, "machine": machine.cpu_model()}))
+    parameters = {"automatic": automatic.count_params(), "hints": variant.count_params()}
+    results = {"figures": figures, "parameters": parameters, "repeats": args.repeats, "machine": machine.describe()}
+    print(json.dumps({"parameters": parameters, "machine": machine.cpu_model()}))
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "hints.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    rows = ["| | automatic | colour hints | ratio |", "|---|---:|---:|---:|"]
+    rows.append(f"| parameters | {parameters['automatic']:,} | {parameters['hints']:,} | {parameters['hints'] / parameters['automatic']:.4f} |")
+    rows += [f"| {name} | {v['automatic']:.3f} | {v['hints']:.3f} | {v['ratio']:.2f} |" for name, v in figures.items()]
+    with open(os.path.join(args.out, "hints.md"), "w") as f:
+        f.write(f"Colour hints vs the automatic model: `python -m benchmarks.hints --repeats {args.repeats}` on {machine.cpu_model()} "
+                f"({results['machine']['cores']} cores, load {results['machine']['load_average_start']} at start), medians.\n\n"
+                + "\n".join(rows) + "\n")
     return 0
 
 
