@@ -44,7 +44,7 @@ def test_simulated_clicks_are_patches_of_the_truths_mean_drawn_alike_after_a_res
     drawn = hints.simulate(ab, [7, 3]).numpy()
     mask = drawn[..., 2] > 0
     assert set(np.unique(drawn[..., 2])) <= {0.0, 1.0}
-    np.testing.assert_allclose(drawn[..., :2][mask], np.broadcast_to(ab, drawn[..., :2].shape)[mask], atol=1e-5)  # the patch mean
+    np.testing.assert_allclose(drawn[..., :2][mask], hints.HINT_GAIN * np.broadcast_to(ab, drawn[..., :2].shape)[mask], atol=1e-5)  # the patch mean
     assert np.all(drawn[..., :2][~mask] == 0)
     empty = int((~mask.any(axis=(1, 2))).sum())
     assert 20 <= empty <= 80, empty  # geometric p = 1/8: 1 in 8 gets no hint (50 expected of 400)
@@ -62,8 +62,8 @@ def test_a_users_point_lands_on_its_letterboxed_cell_with_its_colours_ab():
     # a 40 x 80 photo in a 32 grid: 16 rows tall, from row 8; pixel (x=79, y=0) is the top right cell
     grid = hints.hint_map(40, 80, [[79.0, 0.0], [-1.0, 0.0]], [[200, 30, 40], [0, 0, 0]], SIZE, patch=1).numpy()
     assert np.argwhere(grid[..., 2] > 0).tolist() == [[8, 31]]  # the padding point draws nothing
-    expected = color.rgb2lab(np.array([[[200, 30, 40]]], np.uint8))[0, 0, 1:] / colors.AB_SCALE
-    np.testing.assert_allclose(grid[8, 31, :2], expected, atol=2e-3)
+    expected = color.rgb2lab(np.array([[[200, 30, 40]]], np.uint8))[0, 0, 1:] / colors.AB_SCALE * hints.HINT_GAIN
+    np.testing.assert_allclose(grid[8, 31, :2], expected, atol=1e-2)
     assert hintspec.parse_hint("3,4.5,#C81E28") == (3.0, 4.5, (200, 30, 40))
 
 

@@ -194,7 +194,7 @@ def _export_locked(colorizer, out_dir, inception_weights, inception, working_siz
                 "embed": "inception_input float[B,299,299,3] (luma in [-1,1]) -> embedding float[B,D]",
                 **({"with_hints": "image_bytes string[B], hint_xy float[B,N,2] (displayed-photo pixels, x first; x < 0: "
                     "padding), hint_rgb uint8[B,N,3] -> colorized_bytes string[B] (PNG); colorize_lab also takes "
-                    "hints float[B,H,W,3] (hint ab/127, mask)"} if colorizer.takes_hints else {}),
+                    "hints float[B,H,W,3] (hint ab/127*4, mask 0/1)"} if colorizer.takes_hints else {}),
             },
             "config": config,
         }

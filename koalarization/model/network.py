@@ -91,7 +91,8 @@ def takes_hints(network):
     return "hints" in inputs
 
 
-def compile_colorizer(model, learning_rate=0.001):
-    """The paper's training setup: MSE on scaled ab, Adam at ``learning_rate``."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
+def compile_colorizer(model, learning_rate=0.001, clipnorm=None):
+    """The paper's training setup: MSE on scaled ab, Adam at ``learning_rate`` (``clipnorm``: each
+    gradient clipped to that norm first, not the paper's: ``train --clipnorm``)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **({"clipnorm": clipnorm} if clipnorm else {})), loss="mse")
     return model

@@ -41,6 +41,10 @@ class TrainConfig:
     validation_steps: Optional[int] = cli.option(None, help="val batches per epoch (default: the whole val split)")
     batch_size: int = cli.option(100, help="global batch size, split over the replicas (paper: 100)")
     learning_rate: float = cli.option(0.001, help="Adam learning rate (paper: 0.001)")
+    clipnorm: Optional[float] = cli.option(
+        None, help="clip each gradient to this L2 norm before Adam's step (default: none, as the paper); "
+        "lets the --hints variant train at a higher learning rate without its ReLUs dying",
+    )  # fmt: skip
     precision: str = cli.option(
         "float32", choices=PRECISIONS,
         help="Keras dtype policy (default float32); auto: mixed_bfloat16 where the CPU (avx512_bf16 / amx_bf16) "
@@ -85,6 +89,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be at least 1, got {value}")
         if self.backup_every_steps < 0:
             raise UserError(f"backup_every_steps must be 0 or more, got {self.backup_every_steps}")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise UserError(f"clipnorm must be positive, got {self.clipnorm}")
         if not self.learning_rate > 0:
             raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
 

@@ -39,7 +39,7 @@ BACKUP = os.path.join(BACKUP_DIR, "state.weights.h5")
 STATE_ATTR = "koalarization_state"  # the backup's epoch/best/history, as JSON in an HDF5 attribute
 HISTORY_KEYS = ("epoch", "loss", "val_loss")
 UNCOMPARED = ("verbose", "backup_every_steps")  # config fields a resumed run may change
-ADDED_LATER = {"hints": False}  # fields newer than some runs: what a config.json without them meant
+ADDED_LATER = {"hints": False, "clipnorm": None}  # fields newer than some runs: what a config.json without them meant
 
 
 class RunDirError(errors.OutputError):

@@ -143,7 +143,7 @@ def _train(config, chief, callbacks, log):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             model = build_colorizer(records.embedding_dim(manifest), hints=config.hints)
-            compile_colorizer(model, config.learning_rate)
+            compile_colorizer(model, config.learning_rate, config.clipnorm)
             model.optimizer.build(model.trainable_variables)
         model.stop_training = False
         history = loop.fit(model, strategy, config, run, n_train, n_val, callbacks, log)
