@@ -1,7 +1,7 @@
 """Redraw docs/hints_before_after.png: one bundled photo (scikit-image) colorized by a colour-hints
 model without hints and with three, beside its gray input and the original.
 
-    python -m benchmarks.hints_figure --model runs/hints-docs [--photo coffee] [--out docs/hints_before_after.png]
+    python -m benchmarks.hints_figure --model runs/hints-docs [--photo chelsea] [--out docs/hints_before_after.png]
 
 The three hints are ``--hint`` points, in pixels of the photo, each given the original's colour at
 that pixel (as a user picking the true colour would). The same pixels come out of
@@ -21,7 +21,7 @@ HINTS = {  # photo -> three points (x, y) in its pixels
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hints_figure", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a colour-hints model (train --hints)")
-    parser.add_argument("--photo", default="coffee", choices=sorted(HINTS))
+    parser.add_argument("--photo", default="chelsea", choices=sorted(HINTS))
     parser.add_argument("--out", default="docs/hints_before_after.png")
     args = parser.parse_args(argv)
 
@@ -51,6 +51,7 @@ def main(argv=None):
     for i, (panel, label) in enumerate(zip(panels, labels)):
         sheet.paste(panel, (i * (width + 10), 24))
         text.text((i * (width + 10) + 4, 6), label, fill=(0, 0, 0))
+    sheet = sheet.resize((sheet.width * 2 // 3, sheet.height * 2 // 3), Image.LANCZOS)  # a page's width, a smaller file
     sheet.save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return 0
