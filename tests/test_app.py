@@ -258,3 +258,27 @@ def test_a_hint_reaches_the_colorizer_in_photo_pixels_and_colour(photo, tmp_path
     assert hinted.colorized != plain.colorized and hinted.hints == [(10, 20, (32, 64, 255))]
     assert np.asarray(Image.open(hinted.colorized))[0, 0].tolist() == [32, 64, 255]
     assert work.parse_colour("rgba(12, 34.4, 56, 1)") == (12, 34, 56) and work.parse_colour("#fff") == (255, 255, 255)
+
+
+def test_a_click_on_a_real_hints_model_changes_the_colour_where_it_lands(photo, tmp_path):
+    """The page's hint path (work.colorize_upload) on the real Colorizer of a tiny hints model (random
+    weights, hint inputs weighed up so that a hint shows): the click's colour moves the output there."""
+    import keras
+
+    from koalarization.app import work
+    from koalarization.model import network
+    from koalarization.model.colorizer import Colorizer
+
+    keras.utils.set_random_seed(5)
+    net = network.build_colorizer(DIM, hints=True)
+    kernel = net.get_layer("encoder_conv1").kernel
+    kernel.assign(kernel.numpy() * np.array([1, 400, 400, 100], np.float32)[None, None, :, None])
+    colorizer = Colorizer.load(write_run_dir(tmp_path / "hints_run", net, embedding_model="synthetic"), inception=stand_in_embedder(DIM), working_size=32)
+    assert colorizer.takes_hints  # the page shows its hint controls for this model
+    plain = work.colorize_upload(colorizer, photo, str(tmp_path), 0)
+    hinted = work.colorize_upload(colorizer, photo, str(tmp_path), 0, hints=[(40, 30, work.parse_colour("#2040ff"))], version=1)
+    before, after = (np.asarray(Image.open(r.colorized)).astype(int) for r in (plain, hinted))
+    assert before.shape == after.shape == (60, 84, 3) and hinted.hints == [(40, 30, (32, 64, 255))]
+    change = np.abs(after - before)[20:40, 30:50].mean()
+    print(f"mean change around the click: {change:.1f} levels")
+    assert change > 10, change
