@@ -44,7 +44,7 @@ def test_simulated_clicks_are_patches_of_the_truths_mean_drawn_alike_after_a_res
     drawn = hints.simulate(ab, [7, 3]).numpy()
     mask = drawn[..., 2] > 0
     assert set(np.unique(drawn[..., 2])) <= {0.0, 1.0}
-    np.testing.assert_allclose(drawn[..., :2][mask], hints.HINT_GAIN * np.broadcast_to(ab, drawn[..., :2].shape)[mask], atol=1e-5)  # the patch mean
+    np.testing.assert_allclose(drawn[..., :2][mask], hints.HINT_GAIN * np.broadcast_to(ab, drawn[..., :2].shape)[mask], atol=1e-5 * hints.HINT_GAIN)  # the patch mean (summed-area float error, x the gain)
     assert np.all(drawn[..., :2][~mask] == 0)
     empty = int((~mask.any(axis=(1, 2))).sum())
     assert 20 <= empty <= 80, empty  # geometric p = 1/8: 1 in 8 gets no hint (50 expected of 400)
@@ -173,3 +173,19 @@ def test_train_hints_records_it_and_resumes_an_older_run_without_it(tmp_path):
     assert rundir.check(str(tmp_path), {**older, "hints": False}) is False  # a run from before hints: the same run
     with pytest.raises(rundir.RunDirError, match=r"different settings \(hints\)"):
         rundir.check(str(tmp_path), {**older, "hints": True})
+
+
+def test_evaluate_on_a_hints_model_writes_quality_against_the_number_of_hints(hints_run, tmp_path):
+    from conftest import write_synthetic_records
+
+    from koalarization.evaluate import scoring
+
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=4, n_val=4, image_size=SIZE, dim=DIM)
+    out = tmp_path / "eval"
+    assert scoring.main(["--model", hints_run, "--records", records_dir, "-o", str(out), "--batch-size", "4"]) == 0
+    result = json.loads((out / "hints.json").read_text())
+    assert result["counts"] == [0, 1, 5, 10, 50] and len(result["psnr"]) == len(result["ab_error"]) == 5
+    assert result["ab_error"][0] != result["ab_error"][-1]  # this model's output moves with its hints
+    assert "| 50 |" in (out / "hints.md").read_text()
+    assert Image.open(out / "hints.png").size[0] > 100
