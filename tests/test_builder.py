@@ -21,7 +21,7 @@ from skimage import color as skcolor
 
 from conftest import synthetic_photo
 from koalarization import colors, images, records
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 from koalarization.model import inception as embedding
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.builder import BuildError, build, split_of
@@ -43,7 +43,7 @@ def read_records(out):
     manifest = records.read_manifest(out)
     found = {}
     for split in records.SPLITS:
-        for path in data.shard_paths(out, split, manifest):
+        for path in Records(out).shards(split):
             for batch in tf.data.TFRecordDataset(path).batch(64):
                 parsed = records.parse_examples(batch, manifest["image_size"], records.embedding_dim(manifest))
                 for i, key in enumerate(parsed["key"].numpy()):
@@ -191,7 +191,7 @@ def test_solid_colour_300x200_comes_back_letterboxed(tmp_path):
     manifest = build(BuildConfig(out=out, images=(str(tmp_path / "solid.png"),), val_fraction=0.0), embedder=tiny, progress=False)
     assert manifest["embedding"]["dim"] == 8 and manifest["embedding"]["model"] == "tiny_embedder"
 
-    inputs, ab = next(iter(data.load_dataset(out, "train", batch_size=1, shuffle=False)))
+    inputs, ab = next(iter(Records(out).dataset("train", batch_size=1, shuffle=False)))
     assert inputs["l"].shape == (1, 224, 224, 1) and ab.shape == (1, 224, 224, 2) and inputs["embedding"].shape == (1, 8)
     lab = np.concatenate([colors.unscale_l(inputs["l"][0].numpy()), colors.unscale_ab(ab[0].numpy())], axis=-1)
     top, left, new_h, new_w = (int(v) for v in colors.letterbox_box(200, 300, 224))
@@ -216,7 +216,7 @@ def test_bundled_samples_are_colour_photos_and_build(tmp_path):
     manifest = build(BuildConfig(out=out, val_fraction=0.3), embedder=stand_in, progress=False)
     assert manifest["splits"]["train"]["examples"] + manifest["splits"]["val"]["examples"] == len(paths)
     assert manifest["skipped"] == [] and manifest["embedding"]["dim"] == 25
-    inputs, ab = next(iter(data.load_dataset(out, "train", batch_size=16, shuffle=False, with_keys=True)))
+    inputs, ab = next(iter(Records(out).dataset("train", batch_size=16, shuffle=False, with_keys=True)))
     assert inputs["l"].shape[1:] == (224, 224, 1) and ab.shape[1:] == (224, 224, 2)
     assert -1 <= np.min(inputs["l"]) and np.max(inputs["l"]) <= 1 and -1 <= np.min(ab) and np.max(ab) <= 1
     assert all(k.decode().startswith(("skimage/", "matplotlib/")) for k in inputs["key"].numpy())

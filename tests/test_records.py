@@ -8,7 +8,7 @@ import tensorflow as tf
 from skimage import color as skcolor
 
 from koalarization import colors, records
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 
 
 def _random_lab(size, seed=0):
@@ -98,9 +98,9 @@ def test_missing_manifest_names_the_folder(tmp_path):
 
 
 def test_load_dataset_of_synthetic_records(synthetic_records):
-    inputs, ab = next(iter(data.load_dataset(synthetic_records, "val", batch_size=4, shuffle=False)))
+    inputs, ab = next(iter(Records(synthetic_records).dataset("val", batch_size=4, shuffle=False)))
     assert inputs["l"].shape == (4, 32, 32, 1) and ab.shape == (4, 32, 32, 2)
-    assert data.num_examples(synthetic_records, "train") == 8
+    assert Records(synthetic_records).num_examples("train") == 8
 
 
 def test_a_shard_that_fails_halfway_leaves_nothing(tmp_path):
@@ -127,7 +127,7 @@ def test_short_epochs_reach_every_part_of_every_shard(tmp_path):
     def positions_read(random_starts, epochs=30, seed=0):
         seen = []
         for epoch in range(epochs):  # 4 batches of 4 per epoch: 16 of 160 examples
-            ds = data.load_dataset(str(tmp_path), "train", 4, repeat=True, seed=epoch_seed(seed, epoch), with_keys=True,
+            ds = Records(str(tmp_path)).dataset("train", 4, repeat=True, seed=epoch_seed(seed, epoch), with_keys=True,
                                    shuffle_buffer=8, cycle_length=2, random_starts=random_starts)
             seen += [int(k.decode().split("/")[1]) // 4 for inputs, _ in ds.take(4) for k in inputs["key"].numpy()]
         return seen
