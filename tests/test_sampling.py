@@ -33,11 +33,11 @@ def stand_in(x):
 
 def keys_of(out, split=None):
     """{key: split} over every shard listed in the manifest, in shard order."""
-    manifest = records.read_manifest(str(out))
+    recs = Records(str(out))
     parse = lambda x: tf.io.parse_single_example(x, {"key": tf.io.FixedLenFeature([], tf.string)})["key"]  # noqa: E731
     found = {}
     for name in records.SPLITS if split is None else (split,):
-        for path in Records(str(out)).shards(name):
+        for path in recs.shards(name):
             for key in tf.data.TFRecordDataset(path).map(parse).as_numpy_iterator():
                 assert key.decode() not in found, "duplicate example"
                 found[key.decode()] = name
