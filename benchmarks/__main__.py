@@ -138,7 +138,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--out", default=BenchConfig.out, help="folder for the results (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: ~7 minutes on 2 cores")
-    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes: a one-minute check of the harness itself
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and a stand-in embedder: a check of the harness itself, what the test suite runs (its numbers mean nothing)")
     parser.add_argument(
         "--only", default="", help=f"comma-separated figure keys to run (default: all): {', '.join(ALL_KEYS)}"
     )
