@@ -351,15 +351,20 @@ def _build_locked(config, embedder, embedder_info, say, progress):
 
 
 def _build_split(config, source, shards, maker, state, state_path):
-    """Write ``shards`` (all of one split) in order, recording each finished one in ``state``."""
+    """Write ``shards`` (all of one split) in order, recording each in ``state`` when its temporary file
+    is whole, before the rename: a shard under its final name is always recorded (a kill between the
+    two leaves a record without its file, which ``--resume`` drops and builds again)."""
     positions = np.concatenate([s.positions for s in shards])
     stream = prepared_stream(source, positions, config.image_size, config.batch_size, config.keep_gray)
     with contextlib.closing(stream):  # on an error, the preparing threads stop now
         for shard in shards:
             skipped = []
-            count = records.write_shard(os.path.join(config.out, shard.name), maker.shard_examples(shard.positions, stream, skipped))
-            state["shards"][shard.name] = {"examples": count, "skipped": skipped}
-            safeio.write_json(state_path, state)
+
+            def record(count, name=shard.name, skipped=skipped):
+                state["shards"][name] = {"examples": count, "skipped": skipped}
+                safeio.write_json(state_path, state)
+
+            records.write_shard(os.path.join(config.out, shard.name), maker.shard_examples(shard.positions, stream, skipped), record)
 
 
 def write_manifest(config, source, shards, state, info, embed, manifest_path):
