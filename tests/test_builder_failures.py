@@ -118,16 +118,6 @@ def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path
     assert not (out / ".lock").exists()  # taken over, then released
 
 
-def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, lock_holder):
-    out = tmp_path / "records"
-    out.mkdir()
-    other_process = _lock(out, lock_holder, ".lock-w00")  # worker 0 is running elsewhere
-    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "1"], capsys)
-    assert status == 0, err
-    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "0"], capsys)
-    assert status == errors.EXIT_IN_USE and len(err) == 1 and str(other_process.pid) in err[0]
-
-
 def test_damaged_build_state_with_resume_is_one_line(photos, tmp_path, capsys):
     out = _built(photos, tmp_path, capsys)
     state = out / "build-state.json"

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import ClassVar
 
-from koalarization import cli, errors
+from koalarization import beam_options, cli, errors
 from koalarization.video.config import VideoConfig, is_video
 
 FORMATS = ("png", "jpg", "webp")
@@ -37,6 +37,7 @@ class ColorizeConfig:
         1, help="PNG zlib level 0-9, all lossless (default: %(default)s, fast; 9: smallest files, several times slower)"
     )
     verbose: bool = cli.verbose()
+    beam_pipeline_options: str | None = cli.option(None, help=beam_options.HELP, metavar="runner=NAME,KEY=VALUE,...")
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
