@@ -312,16 +312,19 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
     for epoch in range(initial_epoch, config.epochs):
         callbacks.on_epoch_begin(epoch)
         first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
-        # The steps the backup already holds: their batches are read again and not trained on; skipped
-        # unparsed in the dataset on one worker, taken from the iterator (each worker its part) on several.
+        # The steps the backup already holds are not trained again. Their batches are skipped unparsed
+        # where every worker reads the same global batches (one worker, or DATA auto-shard: each keeps its
+        # part after the skip); with FILE auto-shard each worker's files are rebatched over the replicas,
+        # so those steps are taken from the distributed iterator instead (decoded, not trained on).
+        unparsed = 0 if several and _files_split_evenly(train_shards, num_workers(strategy)) else first
         train_ds = recs.dataset(
             "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
             shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
             random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see Records.dataset
-            skip_batches=0 if several else first,
+            skip_batches=unparsed,
         )
         iterator = iter(distribute(strategy, train_ds, train_shards))
-        for _ in range(first if several else 0):
+        for _ in range(first - unparsed):
             next(iterator)
         for step in range(first, steps):
             callbacks.on_train_batch_begin(step)
