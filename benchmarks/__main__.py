@@ -37,6 +37,7 @@ class Sizes:
     matmul_repeats: int
     builder_images: int  # builder throughput vs Inception forward
     builder_batch: int
+    beam_images: int  # photos of the Beam vs local builder figure: >= 200 for the goal (full run), fewer a harness check
     real_inception: bool  # False: a tiny stand-in embedder (SMOKE only)
     memory_images: tuple  # builder peak memory: (large, small) image counts
     colorize_shape: tuple  # (height, width) of the big photo to colorize
@@ -51,13 +52,13 @@ class Sizes:
 FULL = Sizes(
     train_size=224, train_batch=8, warmup_steps=1, timed_steps=3, rounds=2,
     task_images=16, task_size=32, task_steps=96, matmul_size=2048, matmul_repeats=7,
-    builder_images=64, builder_batch=16, real_inception=True, memory_images=(1000, 200),
+    builder_images=64, builder_batch=16, beam_images=200, real_inception=True, memory_images=(1000, 200),
     colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, jax_batch=100, jax_size=224, jax_steps=10,
     jax_matmul_size=8192,
 )
 QUICK = dataclasses.replace(
     FULL, train_size=96, train_batch=4, timed_steps=3, rounds=1, task_images=8, task_size=16, task_steps=48,
-    matmul_size=1024, matmul_repeats=5, builder_images=16, builder_batch=8, memory_images=(300, 60),
+    matmul_size=1024, matmul_repeats=5, builder_images=16, builder_batch=8, beam_images=16, memory_images=(300, 60),
     colorize_baseline=False, export_repeats=3,
     jax_batch=4, jax_size=64, jax_steps=3, jax_matmul_size=1024,
 )
@@ -92,6 +93,15 @@ FIGURES = (
     (("savedmodel_latency",), ("SavedModel, one 1024x768 JPEG, bytes in -> bytes out",), "pipeline:savedmodel_latency"),
     (("colorize_throughput", "first_photo_run_dir", "first_photo_saved_model"), ("colorize images/s, 20 photos of 1024x768", "time to the first colorized photo, run dir", "time to the first colorized photo, SavedModel"), "speed:speed_figures"),
     (("builder_memory",), ("builder peak memory",), "memory:builder_memory"),
+    (
+        ("beam_build", "beam_plan_seconds", "beam_plan_memory"),
+        (
+            "builder on Beam (DirectRunner, 2 processes) vs the local builder",
+            "Beam build's plan of 1,281,167 keys (ImageNet train; --quick a tenth): seconds",
+            "Beam build's plan of 1,281,167 keys (ImageNet train; --quick a tenth): peak memory",
+        ),
+        "beam:beam_figures",
+    ),
     (("colorize_memory",), ("colorize a 6000x4000 photo: peak memory",), "memory:colorize_memory"),
     (("video_speed", "video_memory"), ("video frames/s vs the same frames as photos", "video peak memory"), "video:video_figures"),
     (
@@ -107,7 +117,7 @@ ALL_KEYS = tuple(k for keys, _, _ in FIGURES for k in keys)
 INFERENCE_ONLY = {
     "pipeline:builder_throughput", "precision:builder_figures", "precision:colorize_figures", "precision:savedmodel_figures",
     "pipeline:savedmodel_latency", "speed:speed_figures", "memory:builder_memory", "memory:colorize_memory",
-    "video:video_figures", "memory:serving_memory",
+    "video:video_figures", "memory:serving_memory", "beam:beam_figures",
 }  # fmt: skip
 CHILD = "KOALARIZATION_BENCHMARKS_INFERENCE"  # set in that child process
 
@@ -138,7 +148,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--out", default=BenchConfig.out, help="folder for the results (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats: ~7 minutes on 2 cores")
-    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny sizes: a one-minute check of the harness itself
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and a stand-in embedder: a check of the harness itself, what the test suite runs (its numbers mean nothing)")
     parser.add_argument(
         "--only", default="", help=f"comma-separated figure keys to run (default: all): {', '.join(ALL_KEYS)}"
     )

@@ -19,7 +19,7 @@ from benchmarks.flops import EMBEDDING_DIM, train_flops_per_image
 from benchmarks.photos import synthetic_photos
 from koalarization import colors, records
 from koalarization.model import network as model
-from koalarization.records import dataset as data_lib
+from koalarization.records.dataset import Records
 from koalarization.train import loop as train_lib
 
 tf.get_logger().setLevel("ERROR")  # the alternating runs retrace on purpose; no warnings about it
@@ -235,13 +235,13 @@ def write_records(out_dir, count, size, dim=EMBEDDING_DIM, shards=4, seed=0):
 
 
 def input_pipeline(sizes, log=print):
-    """Figure: train images/s reading records (``data.load_dataset``) vs the same step in memory."""
+    """Figure: train images/s reading records (``Records.dataset``) vs the same step in memory."""
     size, batch = sizes.train_size, sizes.train_batch
     with tempfile.TemporaryDirectory(prefix="bench-records-") as tmp:
         count = batch * 4
         log(f"records: {count} examples at {size}x{size}")
         write_records(tmp, count, size)
-        records_fn = lambda: data_lib.load_dataset(tmp, "train", batch, shuffle=True, repeat=True, seed=0)  # noqa: E731
+        records_fn = lambda: Records(tmp).dataset("train", batch, shuffle=True, repeat=True, seed=0)  # noqa: E731
         first_inputs, first_targets = next(iter(records_fn()))
         colorizer = build("float32", size)
         t_records, t_memory = alternate_step_medians(

@@ -32,9 +32,6 @@ import socket
 from koalarization import errors
 
 TEMP_MARK = ".tmp-"  # every temporary name contains this: ".NAME.tmp-PID-HOST"
-EXIT_OUTPUT = 3  # exit status of a command whose output path is refused
-EXIT_LOCKED = 4  # exit status of a command whose records/run dir is in use by another process
-EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 class SafeIOError(errors.KoalarizationError):
@@ -51,16 +48,6 @@ class OutputPathError(SafeIOError, errors.OutputError):
 
 class LockedError(SafeIOError, errors.InUseError):
     pass
-
-
-def exit_status(error, default=2):
-    """The exit status every command gives ``error``: EXIT_OUTPUT for a refused output path,
-    EXIT_LOCKED for a folder in use by another process, ``default`` otherwise."""
-    if isinstance(error, OutputPathError):
-        return EXIT_OUTPUT
-    if isinstance(error, LockedError):
-        return EXIT_LOCKED
-    return default
 
 
 def _host():

@@ -49,7 +49,7 @@ def one_step(strategy, batch, dim):
 
 def evaluation(strategy, config, dim, weights):
     """The mean val loss of ``weights`` under ``strategy`` (batches of 4 over the 5 val examples)."""
-    from koalarization.records import dataset as data
+    from koalarization.records.dataset import Records
     from koalarization.train.loop import distribute, evaluate, make_steps
     from koalarization.model.network import build_colorizer, compile_colorizer
 
@@ -58,7 +58,7 @@ def evaluation(strategy, config, dim, weights):
         model.optimizer.build(model.trainable_variables)
     model.set_weights(weights)
     _, eval_step = make_steps(model, strategy)
-    return evaluate(eval_step, distribute(strategy, data.load_dataset(config.records, "val", 4, shuffle=False)))
+    return evaluate(eval_step, distribute(strategy, Records(config.records).dataset("val", 4, shuffle=False)))
 
 
 def main():
@@ -78,15 +78,15 @@ def main():
         killpoint.install(args.kill_at)
 
     from koalarization import records
-    from koalarization.records import dataset as data
+    from koalarization.records.dataset import Records
     from koalarization.train.trainer import TrainConfig, train
 
     config = TrainConfig(**json.loads(args.config))
     result = train(config)
     out = {f"w{i}": np.asarray(w) for i, w in enumerate(result.model.get_weights())}
     if args.check_step:
-        batch = next(iter(data.load_dataset(config.records, "train", 8, shuffle=False)))
-        dim = records.embedding_dim(records.read_manifest(config.records))
+        batch = next(iter(Records(config.records).dataset("train", 8, shuffle=False)))
+        dim = Records(config.records).embedding_dim
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         one, two, three = (tf.distribute.OneDeviceStrategy(devices[0]), tf.distribute.MirroredStrategy(devices[:2]),
                            tf.distribute.MirroredStrategy(devices[:3]))

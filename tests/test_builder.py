@@ -1,7 +1,7 @@
 """The records builder (``python -m tfrecords_builder``), run with a tiny stand-in for Inception.
 
 Covers: every image mode converted correctly and broken files skipped with a reason; the
-solid-colour letterbox check; the bundled samples; hash splits and disjoint workers; resume
+solid-colour letterbox check; the bundled samples; hash splits; resume
 after a crash; determinism; the TFDS source with mock data; the command line and its errors.
 """
 
@@ -21,7 +21,7 @@ from skimage import color as skcolor
 
 from conftest import synthetic_photo
 from koalarization import colors, images, records
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 from koalarization.model import inception as embedding
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.builder import BuildError, build, split_of
@@ -43,7 +43,7 @@ def read_records(out):
     manifest = records.read_manifest(out)
     found = {}
     for split in records.SPLITS:
-        for path in data.shard_paths(out, split, manifest):
+        for path in Records(out).shards(split):
             for batch in tf.data.TFRecordDataset(path).batch(64):
                 parsed = records.parse_examples(batch, manifest["image_size"], records.embedding_dim(manifest))
                 for i, key in enumerate(parsed["key"].numpy()):
@@ -191,7 +191,7 @@ def test_solid_colour_300x200_comes_back_letterboxed(tmp_path):
     manifest = build(BuildConfig(out=out, images=(str(tmp_path / "solid.png"),), val_fraction=0.0), embedder=tiny, progress=False)
     assert manifest["embedding"]["dim"] == 8 and manifest["embedding"]["model"] == "tiny_embedder"
 
-    inputs, ab = next(iter(data.load_dataset(out, "train", batch_size=1, shuffle=False)))
+    inputs, ab = next(iter(Records(out).dataset("train", batch_size=1, shuffle=False)))
     assert inputs["l"].shape == (1, 224, 224, 1) and ab.shape == (1, 224, 224, 2) and inputs["embedding"].shape == (1, 8)
     lab = np.concatenate([colors.unscale_l(inputs["l"][0].numpy()), colors.unscale_ab(ab[0].numpy())], axis=-1)
     top, left, new_h, new_w = (int(v) for v in colors.letterbox_box(200, 300, 224))
@@ -216,13 +216,13 @@ def test_bundled_samples_are_colour_photos_and_build(tmp_path):
     manifest = build(BuildConfig(out=out, val_fraction=0.3), embedder=stand_in, progress=False)
     assert manifest["splits"]["train"]["examples"] + manifest["splits"]["val"]["examples"] == len(paths)
     assert manifest["skipped"] == [] and manifest["embedding"]["dim"] == 25
-    inputs, ab = next(iter(data.load_dataset(out, "train", batch_size=16, shuffle=False, with_keys=True)))
+    inputs, ab = next(iter(Records(out).dataset("train", batch_size=16, shuffle=False, with_keys=True)))
     assert inputs["l"].shape[1:] == (224, 224, 1) and ab.shape[1:] == (224, 224, 2)
     assert -1 <= np.min(inputs["l"]) and np.max(inputs["l"]) <= 1 and -1 <= np.min(ab) and np.max(ab) <= 1
     assert all(k.decode().startswith(("skimage/", "matplotlib/")) for k in inputs["key"].numpy())
 
 
-# -- splits, workers, determinism, resume ------------------------------------------------------------
+# -- splits, determinism, resume ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     return save_photos(str(tmp_path_factory.mktemp("photos")), 12, size=(12, 16))
@@ -233,7 +233,7 @@ def _config(out, photos, **overrides):
     return BuildConfig(**{**base, **overrides})
 
 
-def test_splits_follow_the_key_hash_and_workers_are_disjoint(photos, tmp_path):
+def test_splits_follow_the_key_hash(photos, tmp_path):
     build(_config(tmp_path / "one", photos), stand_in, False)
     single = read_records(tmp_path / "one")
     assert len(single) == 12
@@ -246,39 +246,15 @@ def test_splits_follow_the_key_hash_and_workers_are_disjoint(photos, tmp_path):
     for key, example in read_records(tmp_path / "subset").items():
         assert example["split"] == single[key]["split"]  # same photo, same split, whatever else is built
 
-    per_worker = []
-    for worker in (0, 1):
-        build(_config(tmp_path / "many", photos, num_workers=2, worker_index=worker), stand_in, False)
-        with open(tmp_path / "many" / f"manifest-w{worker:02d}.json") as f:
-            shards = [s for split in json.load(f)["splits"].values() for s in split["shards"]]
-        assert all(f"-w{worker:02d}-" in s for s in shards)
-        per_worker.append(shards)
-    assert not (tmp_path / "many" / records.MANIFEST_NAME).exists()
-    merged = read_records(tmp_path / "many")  # read_manifest merges the workers' manifests
-    assert set(merged) == set(single)
-    assert all(merged[k]["split"] == single[k]["split"] for k in single)
-    keys_by_worker = [{key for shard in shards for key in keys_in(tmp_path / "many" / shard)} for shards in per_worker]
-    assert keys_by_worker[0] and keys_by_worker[1] and not keys_by_worker[0] & keys_by_worker[1]
 
-
-def test_half_a_worker_build_is_never_read_and_two_builds_never_share_a_folder(photos, tmp_path):
-    """Training on the records of 1 of 2 workers would quietly learn from half the photos."""
+def test_a_folder_of_an_older_build_over_workers_is_refused_before_any_work(photos, tmp_path):
+    """--num-workers is gone (scale out on Beam): a new build beside an old worker build's files would leave two builds."""
     many = tmp_path / "many"
-    build(_config(many, photos, num_workers=2, worker_index=0), stand_in, False)
-    with pytest.raises(records.RecordsError, match=r"build over 2 workers is not finished: no manifest yet from worker\(s\) 1 \(of 0-1\)"):
-        records.read_manifest(str(many))
-    with pytest.raises(BuildError, match="manifest-w00.json of a build over several workers"):
-        build(_config(many, photos), stand_in, False)  # a one-worker build into the same folder
-    with pytest.raises(BuildError, match="manifest-w00.json of a build over 2 workers"):
-        build(_config(many, photos, num_workers=3, worker_index=1), stand_in, False)
-    build(_config(many, photos, num_workers=2, worker_index=1), stand_in, False)
-    assert len(read_records(many)) == 12  # both workers: every photo
-
-    one = tmp_path / "one"
-    build(_config(one, photos), stand_in, False)
-    with pytest.raises(BuildError, match="manifest.json of a one-worker build"):
-        build(_config(one, photos, num_workers=2, worker_index=0), stand_in, False)
-    assert sorted(n for n in os.listdir(one) if n.startswith("manifest")) == ["manifest.json"]  # refused before any work
+    many.mkdir()
+    (many / "manifest-w00.json").write_text("{}")
+    with pytest.raises(BuildError, match="manifest-w00.json of an older build split over --num-workers"):
+        build(_config(many, photos), stand_in, False)
+    assert sorted(os.listdir(many)) == ["manifest-w00.json"]
 
 
 def _shard_bytes(out):

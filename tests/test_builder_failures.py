@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_photo
-from koalarization import discovery, records, safeio
+from koalarization import discovery, errors, records, safeio
 from koalarization.model import inception as embedding
 from tfrecords_builder.builder import main
 
@@ -66,7 +66,7 @@ def test_out_that_is_a_file_or_under_a_file(photos, tmp_path, capsys):
     before = checksums(tmp_path)
     for out in (target, target / "records"):
         status, err = run(["--out", str(out), "--images", photos], capsys)
-        assert status == safeio.EXIT_OUTPUT and len(err) == 1 and str(target) in err[0], err
+        assert status == errors.EXIT_OUTPUT and len(err) == 1 and str(target) in err[0], err
     assert checksums(tmp_path) == before
 
 
@@ -87,7 +87,7 @@ def test_a_second_builder_is_told_who_writes_and_a_stale_lock_is_taken_over(phot
     other_process = _lock(out, lock_holder)
     before = checksums(out)
     status, err = run(["--out", str(out), "--images", photos], capsys)
-    assert status == safeio.EXIT_LOCKED and len(err) == 1, err
+    assert status == errors.EXIT_IN_USE and len(err) == 1, err
     assert f"pid {other_process.pid}" in err[0] and "tfrecords_builder" in err[0]
     assert checksums(out) == before
 
@@ -116,16 +116,6 @@ def test_a_killed_builder_not_yet_reaped_does_not_hold_its_lock(photos, tmp_path
     status, err = run(["--out", str(out), "--images", photos, "--resume"], capsys)
     assert status == 0, err  # not EXIT_LOCKED "in use by pid ..."
     assert not (out / ".lock").exists()  # taken over, then released
-
-
-def test_workers_lock_only_their_own_files(photos, tmp_path, capsys, lock_holder):
-    out = tmp_path / "records"
-    out.mkdir()
-    other_process = _lock(out, lock_holder, ".lock-w00")  # worker 0 is running elsewhere
-    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "1"], capsys)
-    assert status == 0, err
-    status, err = run(["--out", str(out), "--images", photos, "--num-workers", "2", "--worker-index", "0"], capsys)
-    assert status == safeio.EXIT_LOCKED and len(err) == 1 and str(other_process.pid) in err[0]
 
 
 def test_damaged_build_state_with_resume_is_one_line(photos, tmp_path, capsys):
@@ -287,7 +277,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_finished_shards(photos, tmp_path,
     monkeypatch.setattr(tf.io, "TFRecordWriter", FillsUp)
     out = tmp_path / "records"
     status, err = run(["--out", str(out), "--images", photos], capsys)
-    assert status == safeio.EXIT_OUTPUT
+    assert status == errors.EXIT_OUTPUT
     [line] = [line for line in err if "building:" not in line]
     assert "no space left on the device" in line and "make room and run the same command with --resume" in line
     assert sorted(n for n in os.listdir(out) if n.endswith(".tfrecord")) == ["train-00000.tfrecord", "train-00001.tfrecord"]

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from test_colorize import DIM, embedder, run_dir, stand_in_embedder, tinted_colorizer, write_run_dir  # noqa: F401  (fixtures)
 
-from koalarization import safeio
+from koalarization import errors, safeio
 from koalarization.colorize import files as colorize
 from koalarization.model import inception as embedding
 from koalarization.evaluate import scoring as evaluate
@@ -62,7 +62,7 @@ def test_unusable_output_folder_is_one_line_and_exit_3(out, tmp_path, run_dir, e
     target = {"FILE": str(tmp_path / "file.txt"), "INPUT": str(inputs), "LINK_TO_INPUT": str(tmp_path / "link")}.get(out, out)
     before = checksums(tmp_path)
     code, err = run_cli(colorize.main, [str(inputs), "-o", target, "--model", run_dir, "--overwrite"], capsys, inception=embedder)
-    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and err[0].startswith("error: "), err
+    assert code == errors.EXIT_OUTPUT and len(err) == 1 and err[0].startswith("error: "), err
     assert checksums(tmp_path) == before
 
 
@@ -71,7 +71,7 @@ def test_evaluate_output_that_is_a_file(tmp_path, run_dir, capsys):
     (tmp_path / "report").write_text("keep me")
     before = checksums(tmp_path)
     code, err = run_cli(evaluate.main, ["--model", run_dir, "--images", str(tmp_path / "in"), "-o", str(tmp_path / "report")], capsys)
-    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "is an existing file" in err[0]
+    assert code == errors.EXIT_OUTPUT and len(err) == 1 and "is an existing file" in err[0]
     assert checksums(tmp_path) == before
 
 
@@ -171,7 +171,7 @@ def test_a_full_disk_is_one_line_and_exit_3(tmp_path, run_dir, embedder, capsys,
     source = picture(tmp_path / "in" / "x.png")
     monkeypatch.setattr(safeio, "write_bytes", full)
     code, err = run_cli(colorize.main, [source, "-o", str(tmp_path / "out"), "--model", run_dir, "--working-size", "32"], capsys, inception=embedder)
-    assert code == safeio.EXIT_OUTPUT and len(err) == 1 and "no space left on the device" in err[0]
+    assert code == errors.EXIT_OUTPUT and len(err) == 1 and "no space left on the device" in err[0]
     assert not (tmp_path / "out").exists()  # no half-written file left, nor the empty folder this command made
 
 
@@ -297,7 +297,7 @@ def test_ctrl_c_is_one_line_and_exit_130(command, tmp_path, run_dir, monkeypatch
     }[command]
     monkeypatch.setattr(*target, interrupted)
     code, err = run_cli(argv[0], argv[1], capsys)
-    assert code == safeio.EXIT_INTERRUPTED and len(err) == 1 and err[0].startswith("interrupted: ")
+    assert code == errors.EXIT_INTERRUPTED and len(err) == 1 and err[0].startswith("interrupted: ")
 
 
 def test_evaluate_names_a_damaged_shard_in_one_line(tmp_path, capsys):

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 
 
 def test_load_dataset_shapes_and_ranges(synthetic_records):
-    ds = data.load_dataset(synthetic_records, "train", batch_size=4, shuffle=False)
+    ds = Records(synthetic_records).dataset("train", batch_size=4, shuffle=False)
     batches = list(ds)
     assert sum(int(b[1].shape[0]) for b in batches) == 8
     inputs, ab = batches[0]

@@ -182,14 +182,15 @@ def test_mean_ab_baseline_is_a_uniform_sample_of_the_train_split(tmp_path):
     from conftest import write_synthetic_records
 
     from koalarization.evaluate import scoring as evaluation
+    from koalarization.records.dataset import Records
 
     records_dir = str(tmp_path / "records")
     write_synthetic_records(records_dir, n_train=12, n_val=0, shards=3)  # shard s holds train/s, train/s+3, ...
-    keys = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 4, 2) for k in batch["key"]]
+    keys = [k.decode() for batch in evaluation.uniform_sample(Records(records_dir), "train", 4, 2) for k in batch["key"]]
     assert len(keys) == 4
     # the heads of all shards (2, 1 and 1 examples), not the first 4 of the first shard
     assert sorted(keys) == ["train/0", "train/1", "train/2", "train/3"]
-    everything = [k.decode() for batch in evaluation.uniform_sample(records_dir, "train", 0, 5) for k in batch["key"]]
+    everything = [k.decode() for batch in evaluation.uniform_sample(Records(records_dir), "train", 0, 5) for k in batch["key"]]
     assert sorted(everything) == sorted(f"train/{i}" for i in range(12))
 
 
@@ -198,6 +199,7 @@ def test_seen_in_training_is_told_cheaply_and_never_guessed_after_a_rebuild(tmp_
 
     from koalarization import records
     from koalarization.evaluate import scoring as evaluation
+    from koalarization.records.dataset import Records
 
     records_dir, run_dir = tmp_path / "records", tmp_path / "run"
     manifest = write_synthetic_records(str(records_dir), n_train=6, n_val=3, shards=2)

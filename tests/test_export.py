@@ -18,7 +18,7 @@ from skimage import color
 from test_colorize import stand_in_embedder, tinted_colorizer, write_run_dir
 
 from koalarization.export import savedmodel as saved_model
-from koalarization import images, safeio
+from koalarization import errors, images, safeio
 from koalarization.model import colorizer
 from koalarization.model import inception as embedding
 from koalarization.export import savedmodel as export
@@ -284,7 +284,7 @@ def test_a_second_export_into_the_same_folder_stops_with_one_line(tmp_path, monk
     out = tmp_path / "models" / "1"
     with lock_holder(out.parent, "python -m koalarization.export", ".lock-1") as other:  # a live exporter
         try:
-            assert export.main(["--model", run_dir, "--out", str(out)]) == safeio.EXIT_LOCKED
+            assert export.main(["--model", run_dir, "--out", str(out)]) == errors.EXIT_IN_USE
             err = capsys.readouterr().err.strip()
             assert err.count("\n") == 0 and f"pid {other.pid}" in err and "in use by python -m koalarization.export" in err
             assert not out.exists()
@@ -310,7 +310,7 @@ def test_a_full_disk_while_writing_the_model_is_one_line_and_keeps_the_old_one(t
         raise tf.errors.ResourceExhaustedError(None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device")
 
     monkeypatch.setattr(tf.saved_model, "save", full)
-    assert export.main(["--model", run_dir, "--out", str(out), "--overwrite"]) == safeio.EXIT_OUTPUT
+    assert export.main(["--model", run_dir, "--out", str(out), "--overwrite"]) == errors.EXIT_OUTPUT
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {out}: no space left on the device") and line.endswith(f"{out} is as it was")
     assert os.listdir(out.parent) == ["1"] and json.load(open(out / colorizer.EXPORT_INFO_NAME))["max_pixels"] == 1000000

@@ -206,6 +206,7 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
     from koalarization import records
     from koalarization.evaluate import scoring as evaluation
     from koalarization.model import method as inference
+    from koalarization.records.dataset import Records
 
     photo = getattr(skimage.data, name)()[:rows, :columns, :3].astype(np.float32) / 255.0
     at_inference = inference.network_inputs(tf.constant(photo), WORKING_SIZE)[0].numpy()  # (S, S, 1)
@@ -231,7 +232,7 @@ def test_evaluate_on_records_shows_the_colorizer_the_l_inference_shows_it(name, 
                                      {"train": {"examples": 1, "shards": [records.shard_name("train", 0)]}, "val": {"examples": 0, "shards": []}})  # fmt: skip
     records.write_json_atomic(os.path.join(records_dir, records.MANIFEST_NAME), manifest)
     config.records = records_dir
-    list(evaluation.record_examples(config, predict_ab, 4))
+    list(evaluation.record_examples(config, Records(records_dir), predict_ab, 4))
     assert np.array_equal(seen[0][0], shown)  # evaluate --records feeds exactly that
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import synthetic_photo, write_synthetic_records
 from koalarization import colors, discovery, images, records
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 from tfrecords_builder.config import BuildConfig
 from tfrecords_builder.builder import build, split_of
 
@@ -33,11 +33,11 @@ def stand_in(x):
 
 def keys_of(out, split=None):
     """{key: split} over every shard listed in the manifest, in shard order."""
-    manifest = records.read_manifest(str(out))
+    recs = Records(str(out))
     parse = lambda x: tf.io.parse_single_example(x, {"key": tf.io.FixedLenFeature([], tf.string)})["key"]  # noqa: E731
     found = {}
     for name in records.SPLITS if split is None else (split,):
-        for path in data.shard_paths(str(out), name, manifest):
+        for path in recs.shards(name):
             for key in tf.data.TFRecordDataset(path).map(parse).as_numpy_iterator():
                 assert key.decode() not in found, "duplicate example"
                 found[key.decode()] = name
@@ -91,17 +91,17 @@ def test_shards_and_the_first_shuffled_batch_mix_a_class_sorted_tree(class_tree,
         keys = shard_keys(out / name)
         assert len(keys) == 50 and len(_classes(keys)) >= 20  # 50 sorted keys would span 4 classes
 
-    inputs, _ = next(iter(data.load_dataset(str(out), "train", batch_size=32, seed=0, with_keys=True)))
+    inputs, _ = next(iter(Records(str(out)).dataset("train", batch_size=32, seed=0, with_keys=True)))
     batch_classes = _classes(k.decode() for k in inputs["key"].numpy())
     assert len(batch_classes) >= 16, sorted(batch_classes)
     # the reader's own mixing: the same build with small buffers still mixes (shards are mixed)
-    inputs, _ = next(iter(data.load_dataset(str(out), "train", 32, seed=1, with_keys=True, shuffle_buffer=32, cycle_length=2)))
+    inputs, _ = next(iter(Records(str(out)).dataset("train", 32, seed=1, with_keys=True, shuffle_buffer=32, cycle_length=2)))
     assert len(_classes(k.decode() for k in inputs["key"].numpy())) >= 16
 
 
 def test_shuffle_buffer_and_cycle_length_are_checked(synthetic_records):
     with pytest.raises(ValueError, match="shuffle_buffer"):
-        data.load_dataset(synthetic_records, "train", 4, shuffle_buffer=0)
+        Records(synthetic_records).dataset("train", 4, shuffle_buffer=0)
 
 
 # -- keys that identify a photo -------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_records_of_an_older_schema_say_to_rebuild(tmp_path):
     manifest["schema_version"] = 1
     with open(path, "w") as f:
         json.dump(manifest, f)
-    for read in (lambda: data.load_dataset(out, "train", 4), lambda: records.read_manifest(out)):
+    for read in (lambda: Records(out).dataset("train", 4), lambda: records.read_manifest(out)):
         with pytest.raises(ValueError) as error:
             read()
         message = str(error.value)

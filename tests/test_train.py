@@ -117,16 +117,22 @@ def test_killed_run_resumes_where_it_stopped(records16, tmp_path):
         train(dataclasses.replace(config, batch_size=2))
 
 
-def test_empty_val_split_trains_without_validation(tmp_path):
+def test_empty_val_split_trains_without_validation(tmp_path, monkeypatch):
+    from koalarization import records
+
     records_dir = str(tmp_path / "records")
     write_synthetic_records(records_dir, n_train=6, n_val=0, image_size=32)
+    reads = []
+    read_manifest = records.read_manifest
+    monkeypatch.setattr(records, "read_manifest", lambda path: reads.append(path) or read_manifest(path))
     messages = []
-    config = TrainConfig.with_preset("smoke", records=records_dir, run_dir=str(tmp_path / "run"), steps_per_epoch=1)
+    config = TrainConfig.with_preset("smoke", records=records_dir, run_dir=str(tmp_path / "run"), steps_per_epoch=1, epochs=3)
     result = train(config, log=lambda *a, **k: messages.append(" ".join(map(str, a))))
     assert sum("training without validation" in m for m in messages) == 1  # said once
-    assert result.history["epoch"] == [0, 1] and "val_loss" not in result.history
+    assert result.history["epoch"] == [0, 1, 2] and "val_loss" not in result.history
+    assert reads == [records_dir]  # the records are opened once for the whole run, not once per epoch
     assert os.path.exists(os.path.join(config.run_dir, "checkpoints", "best.keras"))
-    assert os.path.exists(os.path.join(config.run_dir, "samples", "epoch_002.png"))  # panel from train images
+    assert os.path.exists(os.path.join(config.run_dir, "samples", "epoch_003.png"))  # panel from train images
 
 
 def test_diverging_run_stops_with_a_clear_error(records16, tmp_path):
@@ -155,11 +161,11 @@ def test_presets_fill_defaults_and_flags_override(capsys):
 
 
 def test_reader_mixing_flags_default_to_the_readers_defaults(capsys):
-    from koalarization.records import dataset as data
+    from koalarization.records import dataset
 
     base = ["--records", "r", "--run-dir", "d"]
     default = parse_config(base)
-    assert (default.shuffle_buffer, default.cycle_length) == (data.SHUFFLE_BUFFER, data.CYCLE_LENGTH)
+    assert (default.shuffle_buffer, default.cycle_length) == (dataset.SHUFFLE_BUFFER, dataset.CYCLE_LENGTH)
     tuned = parse_config(base + ["--shuffle-buffer", "64", "--cycle-length", "2"])
     assert (tuned.shuffle_buffer, tuned.cycle_length) == (64, 2)
     with pytest.raises(SystemExit):

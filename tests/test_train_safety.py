@@ -16,7 +16,7 @@ import pytest
 from conftest import write_synthetic_records
 
 from koalarization.model import network as _model  # noqa: F401  (registers FusionLayer for load_model)
-from koalarization import safeio
+from koalarization import errors, safeio
 from koalarization.train.trainer import TrainConfig, UserError, train
 from koalarization.train.trainer import main
 
@@ -170,7 +170,7 @@ def test_second_trainer_on_a_run_dir_gets_one_line_and_a_stale_lock_is_taken_ove
     lock = run_dir / ".lock"
     sleeper = lock_holder(run_dir, "python -m koalarization.train")
     try:
-        assert main(flags(records12, str(run_dir), epochs=1)) == safeio.EXIT_LOCKED
+        assert main(flags(records12, str(run_dir), epochs=1)) == errors.EXIT_IN_USE
         err = capsys.readouterr().err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
         assert f"pid {sleeper.pid}" in err and str(run_dir) in err
@@ -187,7 +187,7 @@ def test_second_trainer_on_a_run_dir_gets_one_line_and_a_stale_lock_is_taken_ove
 def test_unusable_run_dirs_are_one_line_errors(records12, tmp_path, capsys):
     a_file = tmp_path / "not_a_dir"
     a_file.write_text("x")
-    assert main(flags(records12, str(a_file))) == safeio.EXIT_OUTPUT
+    assert main(flags(records12, str(a_file))) == errors.EXIT_OUTPUT
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "is an existing file" in err
 

@@ -1,13 +1,13 @@
 """The build: sources -> deterministic shard plan -> decode in parallel -> embed in batches -> shards.
 
-The plan is a pure function of the keys and the settings: each key's split and worker come from
-its SHA-1 (so a photo always lands in the same split, whatever the order or machine), and each
-split's keys are ordered by another hash of the key (``sources.order_of``) before they are cut
-into shards of ``shard_size``, so every shard is a uniform mix of the split, as TFDS does (a TFDS
-source keeps its own order, already shuffled). A shard is written under a temporary name and
-renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips shards that are
-both recorded and present, so no example is lost or duplicated. The records folder is locked
-(``.lock``, or ``.lock-wNN`` per worker) while a build writes to it.
+The plan (:mod:`tfrecords_builder.plan`) is a pure function of the keys and the settings: every
+key's split, shard and position. This module holds the per-photo work that both runners call
+(:func:`prepared_stream`: decode, gray test, letterbox + Lab; :class:`ExampleMaker`: embed in
+batches, serialize) and the one-machine runner; :mod:`tfrecords_builder.beam` runs the same work
+as an Apache Beam pipeline (``--beam-pipeline-options``). A shard is written under a temporary
+name and renamed when whole, then recorded in ``build-state.json``; ``--resume`` skips shards that
+are both recorded and present, so no example is lost or duplicated. The records folder is locked
+(``.lock``) while a build writes to it.
 
 Gray photos (``colors.is_grayscale`` of the photo, not of its white bars) are skipped with the
 reason ``grayscale`` unless ``keep_gray``: they would teach the network that no colour is right.
@@ -20,9 +20,7 @@ Inception allows, and holds about two batches of photos in memory.
 import collections
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
@@ -37,9 +35,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import cli, colors, errors, images, locks, precision, records, safeio
+from koalarization import beam_options, cli, colors, errors, images, locks, precision, records, safeio
 from koalarization.model import inception as embedding
-from tfrecords_builder import sources
+from tfrecords_builder import plan, sources
 from tfrecords_builder.config import BuildConfig
 
 INCEPTION_MODEL = "keras.applications.InceptionResNetV2 (logits)"
@@ -52,75 +50,42 @@ class BuildError(errors.UsageError):
     """A problem with the inputs or settings; the message is one line that says what to do."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    split: str
-    name: str
-    positions: tuple  # indices into source.keys, in the order written
+MANIFEST_NAME, STATE_NAME, LOCK_NAME = records.MANIFEST_NAME, "build-state.json", ".lock"
+SHARD_FILE = re.compile(r"^(train|val)-\d{5}\.tfrecord(\.tmp\d+)?$")  # incl. old-style temporaries
+OLD_WORKER_FILE = re.compile(r"^(manifest|build-state)-w\d+\.json$|^(train|val)-w\d+-\d{5}\.tfrecord$")
+split_of, plan_shards = plan.split_of, plan.plan_shards  # noqa: E305  (where tests and readers found them)
 
 
-def _key_hash(key):
-    return hashlib.sha1(key.encode("utf-8")).digest()
+def describe_embedder(config, embedder=None, embedder_info=None):
+    """The manifest's description of the embedder (without ``dim``), known without loading it."""
+    if embedder is None:
+        info = {"model": INCEPTION_MODEL, "weights": embedding.describe_weights(config.inception_weights)}
+    else:
+        name = getattr(embedder, "name", None) or getattr(embedder, "__name__", None) or type(embedder).__name__
+        info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
+    if embedder is None or isinstance(embedder, keras.Model):
+        return {**info, "precision": precision.resolve(config.precision)}
+    return {**info, "precision": "as the custom embedder computes"}
 
 
-def split_of(key, val_fraction):
-    """'val' or 'train', from the first 8 bytes of SHA-1(key) read as a number in [0, 1)."""
-    unit = int.from_bytes(_key_hash(key)[:8], "big") / 2.0**64
-    return "val" if unit < val_fraction else "train"
-
-
-def worker_of(key, num_workers):
-    """Which worker builds ``key``: the next 8 bytes of SHA-1(key) modulo ``num_workers``."""
-    return int.from_bytes(_key_hash(key)[8:16], "big") % num_workers
-
-
-def plan_shards(keys, config, shuffled=False):
-    """This worker's shards: each split's keys ordered by ``sources.order_of`` (kept in source
-    order when the source is ``shuffled`` already), cut into ``shard_size`` pieces."""
-    worker = config.worker_index if config.num_workers > 1 else None
-    by_split = {split: [] for split in records.SPLITS}
-    for position, key in enumerate(keys):
-        if worker_of(key, config.num_workers) == config.worker_index:
-            by_split[split_of(key, config.val_fraction)].append(position)
-    shards = []
-    for split, positions in by_split.items():
-        if not shuffled:
-            positions.sort(key=lambda p: sources.order_of(keys[p]))
-        for index, start in enumerate(range(0, len(positions), config.shard_size)):
-            chunk = tuple(positions[start : start + config.shard_size])
-            shards.append(Shard(split, records.shard_name(split, index, worker), chunk))
-    return shards
-
-
-def _file_names(config):
-    """(manifest, state file, lock name, regex of this worker's shard files incl. old-style temporaries)."""
-    if config.num_workers == 1:
-        shards = re.compile(r"^(train|val)-\d{5}\.tfrecord(\.tmp\d+)?$")
-        return records.MANIFEST_NAME, "build-state.json", ".lock", shards
-    w = f"w{config.worker_index:02d}"
-    shards = re.compile(rf"^(train|val)-{w}-\d{{5}}\.tfrecord(\.tmp\d+)?$")
-    return f"manifest-{w}.json", f"build-state-{w}.json", f".lock-{w}", shards
-
-
-def _load_embedder(config, embedder, embedder_info):
-    """(callable batch -> (B, D), manifest description without dim).
-
-    A Keras embedder (Inception, or one passed in) runs in ``config.precision`` (its outputs are
-    cast to float32 where they are stored); a plain callable runs as it is.
-    """
+def load_embedder(config, embedder=None):
+    """A callable batch (B, 299, 299, 3) -> (B, D): Inception-ResNet-v2 (``config.inception_weights``)
+    or ``embedder``. A Keras embedder runs in ``config.precision`` (its outputs are cast to float32
+    where they are stored); a plain callable runs as it is. Called once per process (a Beam worker's
+    ``DoFn.setup``)."""
     if embedder is None:
         try:
             embedder = embedding.build_inception(config.inception_weights)  # "random" is seeded there
         except (FileNotFoundError, ValueError) as error:
             raise BuildError(" ".join(str(error).split())) from None
-        info = {"model": INCEPTION_MODEL, "weights": embedding.describe_weights(config.inception_weights)}
-    else:
-        name = getattr(embedder, "name", None) or getattr(embedder, "__name__", None) or type(embedder).__name__
-        info = {"model": name, "weights": {"source": "custom"}, **(embedder_info or {})}
     if isinstance(embedder, keras.Model):
-        used = precision.resolve(config.precision)
-        return _in_precision(embedder, used).predict_on_batch, {**info, "precision": used}  # (B, D), cast by the caller
-    return embedder, {**info, "precision": "as the custom embedder computes"}
+        return _in_precision(embedder, precision.resolve(config.precision)).predict_on_batch  # (B, D), cast by the caller
+    return embedder
+
+
+def _load_embedder(config, embedder, embedder_info):
+    """(callable batch -> (B, D), manifest description without dim)."""
+    return load_embedder(config, embedder), describe_embedder(config, embedder, embedder_info)
 
 
 _COPIES = {}  # id(model) -> (model, its bf16 copy): another build in this process reuses the copy and its trace
@@ -190,7 +155,7 @@ def _prepare(position, payload, convert, keep_gray):
     }
 
 
-def _prepared_stream(source, positions, image_size, lookahead, keep_gray):
+def prepared_stream(source, positions, image_size, lookahead, keep_gray):
     """The prepared inputs at ``positions``, in order (see :func:`_prepare`).
 
     Pillow decodes and TensorFlow converts in ``PREP_THREADS`` threads (both release the GIL),
@@ -212,22 +177,33 @@ def _prepared_stream(source, positions, image_size, lookahead, keep_gray):
                 future.cancel()
 
 
-class _Builder:
-    def __init__(self, config, source, embed, state, bar):
-        self.config, self.source, self.embed, self.state, self.bar = config, source, embed, state, bar
+class ExampleMaker:
+    """Prepared inputs -> the serialized examples of one shard: the per-photo work after
+    :func:`prepared_stream` (embedding in batches, serializing), the same in both runners.
 
-    def shard_examples(self, shard, stream, skipped):
-        """Serialized examples of ``shard``, in order; skipped inputs go to ``skipped``."""
+    ``keys``: position -> key (the source's list, or a Beam task's dict); ``state``: a dict where
+    the embedding's ``dim`` is kept; ``bar``: a tqdm bar or None.
+    """
+
+    def __init__(self, config, keys, embed, state, bar=None):
+        self.config, self.keys, self.embed, self.state, self.bar = config, keys, embed, state, bar
+
+    def _advance(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def shard_examples(self, positions, stream, skipped):
+        """Serialized examples of the shard made of ``positions``, in order; skipped inputs go to ``skipped``."""
         batch = []
-        for expected in shard.positions:
+        for expected in positions:
             item = next(stream)
-            assert int(item["position"]) == expected, "source yielded examples out of order"
+            assert int(item["position"]) == int(expected), "source yielded examples out of order"
             if item["reason"] is not None:
-                key = self.source.keys[expected]
+                key = self.keys[int(expected)]
                 skipped.append({"path": key, "reason": item["reason"]})
                 if item["reason"] != GRAYSCALE:  # gray photos are counted at the end, not printed one by one
                     tqdm.write(f"skipped {key}: {item['reason']}")
-                self.bar.update(1)
+                self._advance(1)
                 continue
             batch.append(item)
             if len(batch) == self.config.batch_size:
@@ -245,9 +221,9 @@ class _Builder:
         if vectors.shape[1] != dim:
             raise BuildError(f"the embedder returned {vectors.shape[1]}-d vectors, earlier shards hold {dim}-d")
         for item, vector in zip(batch, vectors):
-            key = self.source.keys[item["position"]]
+            key = self.keys[item["position"]]
             yield records.serialize_example(key, item["height"], item["width"], item["lab"], vector)
-        self.bar.update(len(batch))
+        self._advance(len(batch))
 
 
 def _read_state(state_path):
@@ -257,38 +233,25 @@ def _read_state(state_path):
         raise safeio.DamagedFileError(f"{error}; leave out --resume to start this build over") from None
 
 
-def _check_no_other_build(config, out):
-    """A one-worker build and a build over workers (or over another number of them) in one folder would
-    leave readers two manifests to choose from: refused before any work."""
-    workers = records.worker_manifests(out)
-    single = os.path.exists(os.path.join(out, records.MANIFEST_NAME))
-    other = None
-    if config.num_workers == 1 and workers:
-        other = f"{os.path.basename(workers[0][1])} of a build over several workers"
-    elif config.num_workers > 1 and single:
-        other = f"{records.MANIFEST_NAME} of a one-worker build"
-    elif config.num_workers > 1:
-        for index, path in workers:
-            try:
-                count = records.worker_count(safeio.read_json(path, "worker manifest", kind=dict))
-            except safeio.DamagedFileError:
-                continue  # damaged: this worker's own is rewritten; another's is reported by readers
-            if count not in (None, config.num_workers) or index >= config.num_workers:
-                other = f"{os.path.basename(path)} of a build over {count} workers"
-                break
-    if other:
-        raise BuildError(f"{out} holds {other}; build into an empty folder, or remove that build's manifest and shards")
+def check_no_old_worker_build(out):
+    """Records of a build split by ``--num-workers`` (gone: scale out on Beam) beside a new one would
+    leave readers two builds to choose from: refused before any work."""
+    old = sorted(n for n in (os.listdir(out) if os.path.isdir(out) else ()) if OLD_WORKER_FILE.match(n))
+    if old:
+        raise BuildError(
+            f"{out} holds {old[0]} of an older build split over --num-workers, which this version no longer makes; "
+            "build into an empty folder, or remove that build's manifest-wNN.json, build-state-wNN.json and *-wNN-*.tfrecord files"
+        )
 
 
-def _prepare_out_dir(config, out, plan, fingerprint):
-    """Clear what must not survive and return the build state (finished shards) to go on from.
-    Called with this worker's lock held."""
-    _check_no_other_build(config, out)
-    manifest_name, state_name, _, shard_pattern = _file_names(config)
-    old_temporaries = re.compile(rf"^({re.escape(manifest_name)}|{re.escape(state_name)})\.tmp\d+$")
-    ours = re.compile(rf"^({shard_pattern.pattern[1:-1]}|{re.escape(manifest_name)}|{re.escape(state_name)})$")
+def prepare_out_dir(config, out, shards, fingerprint):
+    """Clear what must not survive and return ``(state, state path, manifest path)``: the build state
+    (finished shards) to go on from. Called with the records folder's lock held."""
+    check_no_old_worker_build(out)
+    old_temporaries = re.compile(rf"^({re.escape(MANIFEST_NAME)}|{re.escape(STATE_NAME)})\.tmp\d+$")
+    ours = re.compile(rf"^({SHARD_FILE.pattern[1:-1]}|{re.escape(MANIFEST_NAME)}|{re.escape(STATE_NAME)})$")
     safeio.clean_temporaries(out, extra_patterns=[old_temporaries], targets=ours)  # leftovers of a killed build
-    state_path = os.path.join(out, state_name)
+    state_path = os.path.join(out, STATE_NAME)
     state = {"fingerprint": fingerprint, "shards": {}}
     if config.resume and os.path.exists(state_path):
         previous = _read_state(state_path)
@@ -298,13 +261,16 @@ def _prepare_out_dir(config, out, plan, fingerprint):
                 "it with --resume, or leave out --resume to start this build over"
             )
         state = previous
-    planned = {shard.name for shard in plan}
+    planned = {shard.name for shard in shards}
     for name in os.listdir(out):
-        stale = shard_pattern.match(name) and (".tmp" in name or not config.resume or name not in planned)
-        if stale or name == manifest_name or (name == state_name and not config.resume):
+        stale = SHARD_FILE.match(name) and (".tmp" in name or not config.resume or name not in planned)
+        if stale or name == MANIFEST_NAME or (name == STATE_NAME and not config.resume):
             os.remove(os.path.join(out, name))  # nothing half-done (or from another build) looks done
     state["shards"] = {n: v for n, v in state["shards"].items() if os.path.exists(os.path.join(out, n))}
-    return state, state_path, os.path.join(out, manifest_name)
+    return state, state_path, os.path.join(out, MANIFEST_NAME)
+
+
+_prepare_out_dir = prepare_out_dir
 
 
 def build(config, embedder=None, progress=True, embedder_info=None):
@@ -312,94 +278,115 @@ def build(config, embedder=None, progress=True, embedder_info=None):
 
     ``embedder``: optional callable or Keras model, (B, 299, 299, 3) in [-1, 1] -> (B, D), used
     instead of Inception-ResNet-v2 (``embedder_info`` optionally describes it in the manifest).
+    With ``config.beam_pipeline_options`` the build runs as an Apache Beam pipeline
+    (:mod:`tfrecords_builder.beam`; then ``embedder`` must be picklable), else here, in this process.
     Raises :class:`BuildError` or ``embedding.WeightsUnavailableError`` with a one-line message;
     ``safeio.OutputPathError`` for an ``out`` that cannot be a folder, ``safeio.LockedError`` when
-    another build writes the same records (the same worker) right now.
+    another build writes the same records right now.
     """
+    if getattr(config, "beam_pipeline_options", None):
+        from tfrecords_builder import beam
+
+        return beam.build(config, embedder, progress, embedder_info)
     say = print if progress else (lambda *a, **k: None)
     say(f"config: {json.dumps(config.to_json())}")
     out = config.out
     safeio.check_output_dir(out, inputs=config.images, what="records folder (--out)")
-    with locks.DirLock(out, "python -m tfrecords_builder", warn=say, name=_file_names(config)[2]):
+    with locks.DirLock(out, "python -m tfrecords_builder", warn=say, name=LOCK_NAME):
         return _build_locked(config, embedder, embedder_info, say, progress)
 
 
-def _build_locked(config, embedder, embedder_info, say, progress):
+def open_source(config):
+    """The config's :class:`sources.Source` (warnings on stderr); a :class:`BuildError` when it cannot be used."""
     try:
-        source = sources.make_source(config, warn=lambda line: print(line, file=sys.stderr))
+        return sources.make_source(config, warn=lambda line: print(line, file=sys.stderr))
     except sources.SourceError as error:
         raise BuildError(str(error)) from None
-    embed, info = _load_embedder(config, embedder, embedder_info)
-    plan = plan_shards(source.keys, config, source.shuffled)
-    settings = [
-        records.SCHEMA_VERSION, config.image_size, config.val_fraction, config.shard_size, config.num_workers, config.keep_gray
-    ]
-    shards = [(s.name, [source.keys[p] for p in s.positions]) for s in plan]
-    same = {k: v for k, v in info.items() if k != "precision" or v == "bfloat16"}  # float32 builds resume as before
-    fingerprint = hashlib.sha1(json.dumps([settings, source.description, same, shards]).encode()).hexdigest()
-    out = config.out
-    state, state_path, manifest_path = _prepare_out_dir(config, out, plan, fingerprint)
-    todo = [s for s in plan if s.name not in state["shards"]]
-    total = sum(len(s.positions) for s in plan)
+
+
+def plan_build(config, source, info):
+    """``(shards, fingerprint)`` of the build of ``source`` (:mod:`tfrecords_builder.plan`)."""
+    shards = plan.plan_shards(source.keys, config, source.shuffled)
+    return shards, plan.fingerprint(config, source.description, info, shards, source.keys)
+
+
+def say_plan(say, source, shards, todo):
+    total = sum(len(s.positions) for s in shards)
     say(
         f"{source.description}: {len(source.keys)} inputs"
         + (f" ({len(source.duplicates)} duplicates left out)" if source.duplicates else "")
-        + f"; this worker {total} in {len(plan)} shards"
-        + (f", {len(plan) - len(todo)} already done" if len(todo) < len(plan) else "")
+        + f"; {total} in {len(shards)} shards"
+        + (f", {len(shards) - len(todo)} already done" if len(todo) < len(shards) else "")
     )
-    with tqdm(total=sum(len(s.positions) for s in todo), unit="img", desc="building", disable=not progress) as bar:
-        builder = _Builder(config, source, embed, state, bar)
-        for split in records.SPLITS:
-            shards = [s for s in todo if s.split == split]
-            if shards:
-                _build_split(config, source, shards, builder, state, state_path)
 
-    manifest = _write_manifest(config, source, plan, state, info, embed, manifest_path)
+
+def say_done(say, manifest, shards, out, manifest_path):
     kept = {split: manifest["splits"][split]["examples"] for split in records.SPLITS}
     gray = sum(1 for s in manifest["skipped"] if s["reason"] == GRAYSCALE)
     say(
-        f"wrote {sum(kept.values())} examples (train {kept['train']}, val {kept['val']}) in {len(plan)} shards "
+        f"wrote {sum(kept.values())} examples (train {kept['train']}, val {kept['val']}) in {len(shards)} shards "
         f"to {out}; skipped {len(manifest['skipped'])}"
         + (f" ({gray} gray photos; --keep-gray keeps them)" if gray else "")
         + f"; manifest {manifest_path}"
     )
+
+
+def _build_locked(config, embedder, embedder_info, say, progress):
+    source = open_source(config)
+    embed, info = _load_embedder(config, embedder, embedder_info)
+    shards, fingerprint = plan_build(config, source, info)
+    out = config.out
+    state, state_path, manifest_path = prepare_out_dir(config, out, shards, fingerprint)
+    todo = [s for s in shards if s.name not in state["shards"]]
+    say_plan(say, source, shards, todo)
+    with tqdm(total=sum(len(s.positions) for s in todo), unit="img", desc="building", disable=not progress) as bar:
+        maker = ExampleMaker(config, source.keys, embed, state, bar)
+        for split in records.SPLITS:
+            of_split = [s for s in todo if s.split == split]
+            if of_split:
+                _build_split(config, source, of_split, maker, state, state_path)
+    manifest = write_manifest(config, source, shards, state, info, embed, manifest_path)
+    say_done(say, manifest, shards, out, manifest_path)
     return manifest
 
 
-def _build_split(config, source, shards, builder, state, state_path):
-    """Write ``shards`` (all of one split) in order, recording each finished one in ``state``."""
-    positions = [p for s in shards for p in s.positions]
-    stream = _prepared_stream(source, positions, config.image_size, config.batch_size, config.keep_gray)
+def _build_split(config, source, shards, maker, state, state_path):
+    """Write ``shards`` (all of one split) in order, recording each in ``state`` when its temporary file
+    is whole, before the rename: a shard under its final name is always recorded (a kill between the
+    two leaves a record without its file, which ``--resume`` drops and builds again)."""
+    positions = np.concatenate([s.positions for s in shards])
+    stream = prepared_stream(source, positions, config.image_size, config.batch_size, config.keep_gray)
     with contextlib.closing(stream):  # on an error, the preparing threads stop now
         for shard in shards:
             skipped = []
-            count = records.write_shard(os.path.join(config.out, shard.name), builder.shard_examples(shard, stream, skipped))
-            state["shards"][shard.name] = {"examples": count, "skipped": skipped}
-            safeio.write_json(state_path, state)
+
+            def record(count, name=shard.name, skipped=skipped):
+                state["shards"][name] = {"examples": count, "skipped": skipped}
+                safeio.write_json(state_path, state)
+
+            records.write_shard(os.path.join(config.out, shard.name), maker.shard_examples(shard.positions, stream, skipped), record)
 
 
-def _write_manifest(config, source, plan, state, info, embed, manifest_path):
+def write_manifest(config, source, shards, state, info, embed, manifest_path):
+    """Write and return the manifest of the finished build (``embed`` is called once only when nothing was embedded)."""
     if "dim" not in state:  # nothing embedded (every input skipped): ask the embedder once
         state["dim"] = int(np.asarray(embed(np.zeros((1, colors.INCEPTION_SIZE, colors.INCEPTION_SIZE, 3), np.float32))).shape[-1])
     splits = {split: {"examples": 0, "shards": []} for split in records.SPLITS}
     skipped = []
-    for shard in plan:
+    for shard in shards:
         done = state["shards"][shard.name]
         splits[shard.split]["examples"] += done["examples"]
         splits[shard.split]["shards"].append(shard.name)
         skipped += done["skipped"]
     emb = {**info, "dim": state["dim"], "input_size": colors.INCEPTION_SIZE, "input": INCEPTION_INPUT}
-    mine = lambda key: worker_of(key, config.num_workers) == config.worker_index  # noqa: E731
     extra = {
         "source": source.description,
         "inputs": len(source.keys),
-        "duplicates": [d for d in source.duplicates if mine(d["same_as"])],  # each reported by one worker
+        "duplicates": list(source.duplicates),
         "not_searched": source.problems,
         "gray_photos": "kept" if config.keep_gray else f"skipped (chroma_level < {colors.GRAY_CHROMA} Lab units)",
         "config": config.to_json(),
     }
-    if config.num_workers > 1:
-        extra["worker"] = {"index": config.worker_index, "count": config.num_workers}
     manifest = records.make_manifest(config.image_size, emb, splits, skipped, **extra)
     safeio.write_json(manifest_path, manifest)
     return manifest
@@ -408,6 +395,8 @@ def _write_manifest(config, source, plan, state, info, embed, manifest_path):
 def run(config):
     """The command ``python -m tfrecords_builder``: check ``--out``, :func:`build`; exit status 0
     (a failure is an error of the table in :mod:`koalarization.errors`, with one line)."""
+    if config.beam_pipeline_options is not None:
+        beam_options.parse(config.beam_pipeline_options)  # a malformed string or unknown runner: one line, status 2
     safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
     try:
         build(config)

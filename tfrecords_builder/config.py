@@ -3,7 +3,7 @@
 import dataclasses
 from typing import ClassVar, Optional
 
-from koalarization import cli, errors
+from koalarization import beam_options, cli, errors
 from koalarization.constants import IMAGE_SIZE
 
 MAX_SHARD_SIZE = 100_000  # examples per shard; ~150 KB each, so at most ~15 GB per file
@@ -54,14 +54,9 @@ class BuildConfig:
         DEFAULT_SHARD_SIZE, help=f"examples per shard, 1..{MAX_SHARD_SIZE} (default: {DEFAULT_SHARD_SIZE}, ~150 MB at 224x224)"
     )
     image_size: int = cli.option(IMAGE_SIZE, help=f"side of the square L/ab images, a multiple of 8 (default: {IMAGE_SIZE}, the paper's)")
-    num_workers: int = cli.option(1, help="split the build over N machines or processes (default: 1)")
-    worker_index: int = cli.option(
-        0, help="which of the --num-workers parts this process builds, 0..N-1; each writes its own "
-        "shards and manifest-wNN.json, which readers merge (default: 0)",
-    )  # fmt: skip
     resume: bool = cli.option(
         False, help="finish an interrupted build in --out: complete shards are kept, the rest are built "
-        "(without it, earlier shards of this worker in --out are replaced)",
+        "(without it, earlier shards in --out are replaced)",
     )  # fmt: skip
     limit: Optional[int] = cli.option(
         None, help="use N photos: a uniform sample chosen by a hash of each key, the same on every run "
@@ -72,6 +67,7 @@ class BuildConfig:
         "by default they are skipped and listed in manifest.json, as Zhang et al. do for ImageNet",
     )  # fmt: skip
     verbose: bool = cli.option(False, help="show TensorFlow's own log messages")
+    beam_pipeline_options: Optional[str] = cli.option(None, help=beam_options.HELP, metavar="runner=NAME,KEY=VALUE,...")
 
     def __post_init__(self):
         object.__setattr__(self, "images", tuple(self.images))
@@ -87,10 +83,6 @@ class BuildConfig:
             raise errors.UsageError(f"--shard-size must be in [1, {MAX_SHARD_SIZE}], got {self.shard_size}")
         if self.image_size < 8 or self.image_size % 8:
             raise errors.UsageError(f"--image-size must be a positive multiple of 8, got {self.image_size}")
-        if self.num_workers < 1 or not 0 <= self.worker_index < self.num_workers:
-            raise errors.UsageError(
-                f"--worker-index must be in [0, --num-workers), got {self.worker_index} of {self.num_workers}"
-            )
         if self.precision not in ("float32", "bfloat16", "auto"):
             raise errors.UsageError(f"--precision must be float32, bfloat16 or auto, got {self.precision!r}")
         if self.limit is not None and self.limit < 1:

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from koalarization import discovery, errors, safeio
+from tfrecords_builder.plan import order_of  # noqa: F401  (the order that mixes a source)
 
 # The colour photographs bundled with scikit-image (grayscale ones such as camera, moon and page
 # are left out) and matplotlib.
@@ -52,6 +53,8 @@ class Source:
     shuffled: bool = False  # True: the source's own order is already a uniform mix (TFDS)
     duplicates: list = dataclasses.field(default_factory=list)  # {"path", "same_as", "reason"}
     problems: list = dataclasses.field(default_factory=list)  # {"path", "reason"}: not searched
+    paths: list = None  # a file source's paths, by position (what a Beam task carries)
+    tfds: tuple = None  # a TFDS source's (name, split, data_dir, feature): a Beam worker reads its slices (TfdsReader)
 
     def payloads(self, positions):
         return self._payloads(np.asarray(positions, dtype=np.int64))
@@ -63,11 +66,6 @@ def _is_utf8(text):
         return True
     except UnicodeEncodeError:  # a file name's undecodable bytes (surrogate escapes)
         return False
-
-
-def order_of(key):
-    """The sort key that mixes a source: SHA-256 of the key (independent of the split's SHA-1)."""
-    return hashlib.sha256(b"order:" + key.encode("utf-8")).digest()
 
 
 HEAD_BYTES = 4096  # files of one size are told apart by their first 4 KB before being read whole
@@ -160,7 +158,7 @@ def _file_source(description, paths, keys, **extra):
     def payloads(positions):
         return ((int(i), paths[i]) for i in positions)
 
-    return Source(description, list(keys), payloads, **extra)
+    return Source(description, list(keys), payloads, paths=paths, **extra)
 
 
 def image_files(inputs, limit=None, warn=print):
@@ -257,7 +255,31 @@ def tfds_dataset(spec, data_dir=None, limit=None):
         return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()  # read ahead in tf.data's threads
 
     keys = [f"tfds:{name}:{split}:{i}" for i in range(count)]
-    return Source(f"tensorflow-datasets {name}:{split}", keys, payloads, shuffled=True)
+    return Source(f"tensorflow-datasets {name}:{split}", keys, payloads, shuffled=True, tfds=(name, split, data_dir, feature))
+
+
+class TfdsReader:
+    """Picklable payloads of a TFDS source for a Beam worker: the examples at ascending ``positions``,
+    read from the slice ``split[first:last + 1]`` only (a shard of a shuffled source spans a short range)."""
+
+    def __init__(self, name, split, data_dir, feature):
+        self.name, self.split, self.data_dir, self.feature = name, split, data_dir, feature
+
+    def payloads(self, positions):
+        import tensorflow_datasets as tfds
+
+        positions = [int(p) for p in positions]
+        if not positions:
+            return
+        first, wanted = positions[0], set(positions)
+        builder = tfds.builder(self.name, data_dir=self.data_dir)
+        ds = builder.as_dataset(
+            split=f"{self.split}[{first}:{positions[-1] + 1}]", shuffle_files=False,
+            decoders={self.feature: tfds.decode.SkipDecoding()},
+        )  # fmt: skip
+        for index, example in enumerate(ds.as_numpy_iterator(), first):
+            if index in wanted:
+                yield index, example[self.feature]
 
 
 def make_source(config, warn=print):

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import ClassVar
 
-from koalarization import cli, errors
+from koalarization import beam_options, cli, errors
 from koalarization.video.config import VideoConfig, is_video
 
 FORMATS = ("png", "jpg", "webp")
@@ -47,6 +47,7 @@ class ColorizeConfig:
         "or the path below the folder given",
     )  # fmt: skip
     verbose: bool = cli.verbose()
+    beam_pipeline_options: str | None = cli.option(None, help=beam_options.HELP, metavar="runner=NAME,KEY=VALUE,...")
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))

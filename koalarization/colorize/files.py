@@ -26,6 +26,7 @@ class Summary:
     colorized: list = dataclasses.field(default_factory=list)  # output paths written
     existing: list = dataclasses.field(default_factory=list)  # outputs kept as they were
     failed: list = dataclasses.field(default_factory=list)  # (input path, reason)
+    hints: dict = dataclasses.field(default_factory=dict)  # input path -> its checked colour hints (--hint, --hints)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -185,26 +186,17 @@ def plan_hints(config, jobs):
     return {path: points for path, points in wanted.items() if points}
 
 
-def colorize_files(config, inception=None, log=print, colorizer=None):
-    """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
-
-    ``colorizer``: an already loaded :class:`~koalarization.model.colorizer.Colorizer` (then ``config.model``
-    only names it); ``inception``: an already built embedder for loading ``config.model``.
-    Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
-    Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
-
-    Speed: the first photos are decoded while the model loads, then decoding runs ahead in
-    ``DECODE_WORKERS`` threads and recombination + encoding in ``ENCODE_WORKERS`` threads, beside
-    the networks; the first photo goes through alone, so it is out one network call after the
-    model is ready (the progress line shows the model's loading time).
-    """
+def plan_work(config, log=print):
+    """``(summary, todo, inputs_real)``: the outputs to write (``(input path, output path without extension)``),
+    with the inputs that are missing, kept (existing outputs) or refused already in ``summary``.
+    Checks the output folder and the model's path first (:class:`safeio.OutputPathError`, ``ValueError``)."""
     if config.batch_size < 1:
         raise errors.UsageError(f"--batch-size {config.batch_size}: must be at least 1")
     if config.format not in FORMATS:
         raise errors.UsageError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
     input_folders = [item for item in config.inputs if os.path.isdir(item)]
     safeio.check_output_dir(config.out_dir, input_folders)
-    from koalarization.model.colorizer import Colorizer, resolve_model
+    from koalarization.model.colorizer import resolve_model
 
     resolve_model(config.model)  # a missing or unusable --model is said before anything else
     ext = FORMATS[config.format]
@@ -214,7 +206,9 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):  # a missing input: 2
         raise errors.UsageError(f"{missing[0][0]}: {missing[0][1]}" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     hints = plan_hints(config, jobs)  # a bad hint: one line before anything is loaded
-    summary = Summary(failed=list(missing))
+    if hints and getattr(config, "beam_pipeline_options", None):
+        raise errors.UsageError("--hint/--hints: not with --beam-pipeline-options yet; colorize hinted photos without Beam")
+    summary = Summary(failed=list(missing), hints=hints)
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
     _say_videos_left_out(videos, log)
@@ -230,14 +224,45 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
             log(f"kept {out}{ext}: already exists (pass --overwrite to replace it)")
         else:
             todo.append((path, out))
-    if not todo:
-        if not jobs and not summary.failed:
-            log(f"nothing to colorize: no image files found in {' '.join(config.inputs)}")
-        log(_summary_line(summary, config.out_dir))
-        return summary
+    if not todo and not jobs and not summary.failed:
+        log(f"nothing to colorize: no image files found in {' '.join(config.inputs)}")
     for folder in sorted({os.path.dirname(out) for _, out in todo}):  # leftovers of a killed run
         safeio.clean_temporaries(folder, [OLD_TEMPORARY])
+    return summary, todo, inputs_real
 
+
+def colorize_files(config, inception=None, log=print, colorizer=None):
+    """Colorize every image of ``config.inputs`` into ``config.out_dir``; returns a :class:`Summary`.
+
+    ``colorizer``: an already loaded :class:`~koalarization.model.colorizer.Colorizer` (then ``config.model``
+    only names it); ``inception``: an already built embedder for loading ``config.model``.
+    Paths are planned and checked (:func:`safeio.check_output_dir`) before the model is loaded.
+    Raises :class:`safeio.OutputPathError` for an output folder that cannot be used.
+
+    Speed: the first photos are decoded while the model loads, then decoding runs ahead in
+    ``DECODE_WORKERS`` threads and recombination + encoding in ``ENCODE_WORKERS`` threads, beside
+    the networks; the first photo goes through alone, so it is out one network call after the
+    model is ready (the progress line shows the model's loading time).
+    """
+    summary, todo, inputs_real = plan_work(config, log)
+    if todo:
+        load = lambda: colorizer or load_colorizer(config, inception, log)  # noqa: E731
+        colorize_jobs(config, todo, load, summary, inputs_real, log)
+    log(_summary_line(summary, config.out_dir))
+    return summary
+
+
+def load_colorizer(config, inception=None, log=print):
+    """The :class:`~koalarization.model.colorizer.Colorizer` that ``config`` names (once per process, or per Beam worker)."""
+    from koalarization.model.colorizer import Colorizer
+
+    return Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
+
+
+def colorize_jobs(config, todo, load, summary, inputs_real, log=print):
+    """Colorize ``todo`` (``(input path, output path without extension)``) with the colorizer ``load()``
+    returns (called once the first photos are being decoded), adding to ``summary``. The work of
+    both the local command and each Beam bundle (:mod:`koalarization.colorize.beam`)."""
     import time
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -246,6 +271,7 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
 
     from koalarization.model.colorizer import BATCH_PIXELS
 
+    ext = FORMATS[config.format]
     reader = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
     waiting, ahead = deque(todo), deque()  # ahead: (job, pixels from the header, future)
 
@@ -280,9 +306,10 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
     try:
         read_ahead()  # the first photos are decoded while the model loads
         start = time.perf_counter()
-        colorizer = colorizer or Colorizer.load(config.model, inception, config.inception_weights, config.working_size, log, precision=config.precision)
+        colorizer = load()
         loaded = time.perf_counter() - start
         log(f"model ready in {loaded:.1f} s ({colorizer.source or config.model}); colorizing {len(todo)} image(s)")
+        hints = summary.hints
         if hints:
             colorizer.require_hints()
         with tqdm(total=len(todo), desc="colorizing", unit="image", file=sys.stderr, disable=None) as progress:
@@ -298,7 +325,6 @@ def colorize_files(config, inception=None, log=print, colorizer=None):
                 progress.update()
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
-    log(_summary_line(summary, config.out_dir))
     return summary
 
 
@@ -316,10 +342,19 @@ def run(config, inception=None):
         from koalarization.video import films
 
         return films.run(config, inception=inception)
+    if config.beam_pipeline_options is not None:
+        from koalarization import beam_options
+
+        beam_options.parse(config.beam_pipeline_options)  # a malformed string or unknown runner: one line, status 2
     print(json.dumps(dataclasses.asdict(config)))
     try:
         with safeio.removed_if_left_empty(config.out_dir):
-            summary = colorize_files(config, inception=inception)
+            if config.beam_pipeline_options is not None:
+                from koalarization.colorize import beam  # on Beam: the same work, split in chunks over its workers
+
+                summary = beam.colorize(config)
+            else:
+                summary = colorize_files(config, inception=inception)
     except KeyboardInterrupt:
         raise errors.Interrupted(
             f"interrupted: the colorized files in {config.out_dir} are whole; run the same command again to do the rest "

@@ -21,13 +21,14 @@ COUNTS = (0, 1, 5, 10, 50)
 SEED = 2017  # the clicks of the sweep: the same for every model and every run
 
 
-def sweep(config, colorizer, log=print):
-    """``{"counts", "psnr", "ab_error", "ab_mse", "examples"}``: means over the evaluated records per number of hints."""
+def sweep(config, recs, colorizer, log=print):
+    """``{"counts", "psnr", "ab_error", "ab_mse", "examples"}``: means over the evaluated records (``recs``,
+    the opened ``config.records``) per number of hints."""
     from koalarization.evaluate import scoring
 
     totals = {count: {"psnr": 0.0, "ab_error": 0.0, "ab_mse": 0.0} for count in COUNTS}
     seen = 0
-    for index, batch in enumerate(scoring.record_batches(config.records, config.split, config.batch_size, config.max_examples)):
+    for index, batch in enumerate(scoring.record_batches(recs, config.split, config.batch_size, config.max_examples)):
         size = batch["l"].shape[1]
         shown = np.stack([colors.repeat_edges(l, h, w) for l, h, w in zip(batch["l"], batch["height"], batch["width"])])
         boxes = np.array([scoring.content_box(h, w, size) for h, w in zip(batch["height"], batch["width"])], np.int32)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from koalarization.model import colorizer as colorizer_module
 from koalarization import cli, colors, errors, images, metrics, plots, records, safeio
 from koalarization.evaluate.config import EvaluateConfig
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 from koalarization.model import method as inference
 
 METHODS = ("model", "gray", "mean_ab")
@@ -37,9 +37,9 @@ def trained_on_records(run_config):
 
 
 # -- inputs: batches of {"key", "height", "width", "l", "ab" (scaled), "embedding" or "rgb"} ------
-def record_batches(records_dir, split, batch_size, max_examples=0):
-    """The records' letterboxed L/ab pairs and their stored embeddings."""
-    ds = data.load_dataset(records_dir, split, batch_size, shuffle=False, with_keys=True)
+def record_batches(recs, split, batch_size, max_examples=0):
+    """The letterboxed L/ab pairs and stored embeddings of the opened :class:`Records` ``recs``."""
+    ds = recs.dataset(split, batch_size, shuffle=False, with_keys=True)
     seen = 0
     for inputs, ab in ds:
         batch = {name: value.numpy() for name, value in inputs.items()}
@@ -80,27 +80,25 @@ def readable_photos(paths, max_side, skipped, log=print):
         yield path, rgb
 
 
-def uniform_sample(records_dir, split, count, batch_size):
+def uniform_sample(recs, split, count, batch_size):
     """Batches of a uniform sample of ``count`` examples of a split (0: all): the first ``count / shards``
     examples of each shard (rounded up for the first ``count % shards`` of them). The builder orders a
     split by a hash of the key before cutting it into shards, so the head of a shard is as random a
     sample as any part of it, and only ``count`` records are read (not the whole split: 160 GB at
     ImageNet's size)."""
-    manifest = records.read_manifest(records_dir)
-    paths = data.shard_paths(records_dir, split, manifest)
+    paths = recs.shards(split)
     quotas = [count // len(paths) + (i < count % len(paths)) if count else -1 for i in range(len(paths))]  # -1: all
     ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(quotas, tf.int64)))
     ds = ds.flat_map(lambda path, quota: tf.data.TFRecordDataset(path).take(quota))
-    parse = lambda batch: records.parse_examples(batch, int(manifest["image_size"]), records.embedding_dim(manifest))  # noqa: E731
-    for batch in ds.batch(batch_size).map(parse):
+    for batch in ds.batch(batch_size).map(recs.parse):
         yield {name: value.numpy() for name, value in batch.items()}
 
 
-def mean_ab(records_dir, batch_size, max_examples):
+def mean_ab(recs, batch_size, max_examples):
     """``(mean a*, b* (Lab units), examples read)`` over the photo pixels of a uniform sample of a train
     split (letterbox bars left out)."""
     total, count, examples = np.zeros(2), 0, 0
-    for batch in uniform_sample(records_dir, "train", max_examples, batch_size):
+    for batch in uniform_sample(recs, "train", max_examples, batch_size):
         size = batch["ab"].shape[1]
         for ab, height, width in zip(batch["ab"], batch["height"], batch["width"]):
             top, left, h, w = content_box(height, width, size)
@@ -159,14 +157,15 @@ def score_image(l, ab_true, predictions, original_rgb=None, rgbs=None):
     return scores, rgbs, curves
 
 
-def record_examples(config, predict_ab, model_dim):
-    """Per image ``(key, height, width, L (h,w,1), ab_true, ab_model (h,w,2), None, None)`` in Lab units, photo part only."""
-    data_dim = records.embedding_dim(records.read_manifest(config.records))
+def record_examples(config, recs, predict_ab, model_dim):
+    """Per image of ``recs`` (the opened ``config.records``) ``(key, height, width, L (h,w,1), ab_true,
+    ab_model (h,w,2), None, None)`` in Lab units, photo part only."""
+    data_dim = recs.embedding_dim
     if model_dim != data_dim:
         raise colorizer_module.ModelError(
             f"{config.model}: the colorizer expects {model_dim}-d embeddings but {config.records} holds {data_dim}-d ones"
         )
-    for batch in record_batches(config.records, config.split, config.batch_size, config.max_examples):
+    for batch in record_batches(recs, config.split, config.batch_size, config.max_examples):
         # The colorizer sees L as colorize, serving and films show it: bars repeating the photo's edges, not white.
         shown = np.stack([colors.repeat_edges(l, h, w) for l, h, w in zip(batch["l"], batch["height"], batch["width"])])
         ab_model = np.asarray(predict_ab(shown, batch["embedding"]))  # (B, S, S, 2)
@@ -201,7 +200,7 @@ def evaluate(config, inception=None, log=print, colorizer=None):
     The output folder is checked before any model is loaded (:class:`safeio.OutputPathError`). A
     damaged record in any records read is a :class:`records.RecordsError` (status 5) naming the shard.
     """
-    read = []  # the records dirs read, for naming a damaged shard
+    read = []  # the Records read, for naming a damaged shard
     try:
         return _evaluate(config, inception, log, colorizer, read)
     except tf.errors.DataLossError as error:
@@ -216,12 +215,12 @@ def _evaluate(config, inception, log, colorizer, read):
         colorizer_module.resolve_model(config.model)  # a missing --model is said before any input is read
     skipped = []
     if config.records:
-        read.append(config.records)
-        size = int(records.read_manifest(config.records)["image_size"])  # the records' letterbox size
-        colorizer = colorizer_module.Colorizer.load(config.model, working_size=size, embedder=False, precision=config.precision)
+        recs = Records(config.records)
+        read.append(recs)
+        colorizer = colorizer_module.Colorizer.load(config.model, working_size=recs.image_size, embedder=False, precision=config.precision)
         run_config = colorizer.config
-        total = data.num_examples(config.records, config.split)
-        examples = record_examples(config, colorizer.predict_embedded, colorizer.embedding_dim)
+        total = recs.num_examples(config.split)
+        examples = record_examples(config, recs, colorizer.predict_embedded, colorizer.embedding_dim)
         source = {"records": os.path.abspath(config.records), "split": config.split}
     else:
         paths = images.find_images(config.images)
@@ -240,11 +239,12 @@ def _evaluate(config, inception, log, colorizer, read):
 
     # The mean-ab baseline: a training split when there is one, else the evaluated photos themselves.
     mean_source = config.mean_ab_records or config.records or trained_on_records(run_config)
-    n_train = data.num_examples(mean_source, "train") if mean_source else 0
-    if mean_source and mean_source not in read:
-        read.append(mean_source)
+    mean_recs = next((r for r in read if r.path == mean_source), None) or (Records(mean_source) if mean_source else None)
+    n_train = mean_recs.num_examples("train") if mean_recs else 0
+    if mean_recs and mean_recs not in read:
+        read.append(mean_recs)
     if n_train:
-        mean, used = mean_ab(mean_source, config.batch_size, config.mean_ab_examples)
+        mean, used = mean_ab(mean_recs, config.batch_size, config.mean_ab_examples)
         mean_info = f"train split of {mean_source} ({used} of {n_train} images, a uniform sample)"
     elif config.records:
         raise ValueError(f"{mean_source}: no train split for the mean-ab baseline; pass --mean-ab-records DIR")
@@ -306,7 +306,7 @@ def _evaluate(config, inception, log, colorizer, read):
     if config.records and colorizer.takes_hints:  # the hints variant: quality against the number of hints
         from koalarization.evaluate import hintsweep
 
-        report["hints"] = hintsweep.sweep(config, colorizer, log)
+        report["hints"] = hintsweep.sweep(config, recs, colorizer, log)
     write_report(report, {m: s / max(len(colour), 1) for m, s in curve_sums.items()}, best, worst, config.out_dir)
     if "hints" in report:
         hintsweep.write(report["hints"], config.out_dir)
@@ -333,7 +333,8 @@ def training_keys(run_config, evaluated=None):
     if not path:
         return None, None
     try:
-        now = records.facts(records.read_manifest(path))
+        trained_on = Records(path)
+        now = trained_on.facts()
         then = colorizer_module.records_facts(run_config) or None
         if then is not None and then != now:
             changed = records.changed_facts(then, now)
@@ -343,17 +344,17 @@ def training_keys(run_config, evaluated=None):
             )
         if evaluated and evaluated[1] == "val" and then is not None and os.path.realpath(evaluated[0]) == os.path.realpath(path):
             return set(), None
-        return {os.path.basename(key) for key in read_keys(path, "train")}, None
+        return {os.path.basename(key) for key in read_keys(trained_on, "train")}, None
     except (ValueError, OSError, tf.errors.OpError) as error:
         return None, f"the keys of {path}'s train split could not be read ({error})"
 
 
-def read_keys(records_dir, split):
+def read_keys(recs, split):
     """The keys of a split's examples: every record is read, only its key parsed (a progress bar on stderr)."""
     features = {"key": tf.io.FixedLenFeature([], tf.string)}
-    ds = tf.data.TFRecordDataset(data.shard_paths(records_dir, split)).batch(1024)
+    ds = tf.data.TFRecordDataset(recs.shards(split)).batch(1024)
     keys = []
-    with tqdm(total=data.num_examples(records_dir, split), desc=f"reading the {split} keys", unit="key", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=recs.num_examples(split), desc=f"reading the {split} keys", unit="key", file=sys.stderr, disable=None) as bar:
         for batch in ds.map(lambda serialized: tf.io.parse_example(serialized, features)["key"]):
             keys += [key.decode("utf-8", "replace") for key in batch.numpy()]
             bar.update(len(keys) - bar.n)

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from koalarization import colors, errors, safeio
 
-SCHEMA_VERSION = 2
+from koalarization.constants import RECORDS_SCHEMA_VERSION as SCHEMA_VERSION  # noqa: E402
 from koalarization.constants import MANIFEST_FILE as MANIFEST_NAME  # noqa: E402
 L_QUANT = 2.55  # L in [0, 100] -> uint8 [0, 255]
 AB_LIMIT = 127  # ab clipped to the int8 range used by the records
@@ -72,7 +72,7 @@ def serialize_example(key, height, width, lab, embedding):
         "ab": _bytes(ab.tobytes()),
         "embedding": _bytes(np.asarray(embedding, dtype="<f4").tobytes()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)  # map keys sorted: the same bytes in every process
 
 
 _FEATURES = {
@@ -118,10 +118,9 @@ def changed_facts(before, now):
     return ", ".join(k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
 
 
-def shard_name(split, index, worker_index=None):
-    """``train-00003.tfrecord``; with several workers ``train-w01-00003.tfrecord``."""
-    worker = "" if worker_index is None else f"w{worker_index:02d}-"
-    return f"{split}-{worker}{index:05d}.tfrecord"
+def shard_name(split, index):
+    """``train-00003.tfrecord``."""
+    return f"{split}-{index:05d}.tfrecord"
 
 
 def write_json_atomic(path, payload):
@@ -141,86 +140,34 @@ def _read(path):
 
 
 def read_manifest(records_dir):
-    """Read ``manifest.json`` (or merge ``manifest-wNN.json`` of several workers) from ``records_dir``.
+    """Read ``manifest.json`` from ``records_dir``.
 
     Raises ``FileNotFoundError`` when there is none, :class:`RecordsError` (a ``ValueError``) for a
-    damaged one or records of another schema version, each with one line that says what to do.
+    damaged one, records of another schema version or of an older build split over workers
+    (``manifest-wNN.json``: scaling out is Apache Beam's now), each with one line that says what to do.
     """
     path = os.path.join(records_dir, MANIFEST_NAME)
-    parts = worker_manifests(records_dir)
-    if os.path.exists(path) and parts:
-        raise RecordsError(
-            f"{records_dir}: holds two builds, a one-worker {MANIFEST_NAME} and the manifests of a build over "
-            f"several workers ({os.path.basename(parts[0][1])}, ...); build into an empty folder, or remove the "
-            "older build's manifest and shards"
-        )
-    if os.path.exists(path):
-        manifest = _read(path)
-    else:
-        if not parts:
-            raise FileNotFoundError(
-                f"{records_dir}: no {MANIFEST_NAME} here; build records first with "
-                f"`python -m tfrecords_builder --out {records_dir}`"
+    if not os.path.exists(path):
+        old = old_worker_manifests(records_dir)
+        if old:
+            raise RecordsError(
+                f"{records_dir}: {old[0]} is of an older build split over --num-workers, which this koalarization no "
+                f"longer reads; rebuild the records with python -m tfrecords_builder --out NEW_FOLDER and your sources "
+                "(--beam-pipeline-options to build on many processes or machines)"
             )
-        manifests = [_read(part) for _, part in parts]
-        for (_, part), manifest in zip(parts, manifests):
-            _check_version(part, manifest)
-        _check_all_workers(records_dir, [index for index, _ in parts], manifests)
-        manifest = merge_manifests(manifests)
+        raise FileNotFoundError(
+            f"{records_dir}: no {MANIFEST_NAME} here; build records first with "
+            f"`python -m tfrecords_builder --out {records_dir}`"
+        )
+    manifest = _read(path)
     _check_version(path, manifest)
     return manifest
 
 
-def worker_manifests(records_dir):
-    """``(worker index, path)`` of every ``manifest-wNN.json`` in ``records_dir``, by index."""
+def old_worker_manifests(records_dir):
+    """The ``manifest-wNN.json`` names in ``records_dir`` (of a build over workers, before Beam), sorted."""
     names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
-    found = [(re.fullmatch(r"manifest-w(\d+)\.json", name), name) for name in names]
-    return sorted((int(match.group(1)), os.path.join(records_dir, name)) for match, name in found if match)
-
-
-_SAME_IN_EVERY_WORKER = ("tfds", "samples", "val_fraction", "shard_size", "image_size", "num_workers", "limit", "keep_gray")
-
-
-def _build_facts(manifest):
-    """What every worker of one build shares: its settings and how many inputs the sources held (not the
-    paths: each machine may mount the photos elsewhere)."""
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-    return {"inputs": manifest.get("inputs"), **{k: config.get(k) for k in _SAME_IN_EVERY_WORKER}}
-
-
-def worker_count(manifest):
-    """How many workers the build of a worker's manifest was split over (its ``worker: {index, count}``),
-    None where it does not say."""
-    worker = manifest.get("worker") if isinstance(manifest, dict) else None
-    return int(worker["count"]) if isinstance(worker, dict) and "count" in worker else None
-
-
-def _check_all_workers(records_dir, indices, manifests):
-    """A build over N workers is read only when all N have written their manifest: otherwise training
-    would quietly see part of the data (each manifest records ``worker: {index, count}``)."""
-    counts = {worker_count(m) for m in manifests} - {None}
-    if len(counts) > 1:
-        raise RecordsError(f"{records_dir}: manifests of builds over {sorted(counts)} workers; build into an empty folder")
-    first = _build_facts(manifests[0])
-    for index, manifest in zip(indices[1:], manifests[1:]):
-        odd = {k: (v, first.get(k)) for k, v in _build_facts(manifest).items() if v != first.get(k)}
-        if odd:
-            said = ", ".join(f"{k} {v!r} vs {w!r}" for k, (v, w) in sorted(odd.items()))
-            raise RecordsError(
-                f"{records_dir}: manifest-w{index:02d}.json and manifest-w{indices[0]:02d}.json are of different builds "
-                f"({said}); rebuild that worker with the same settings and sources as the others"
-            )
-    if counts:
-        count = counts.pop()
-        if max(indices) >= count:
-            raise RecordsError(f"{records_dir}: manifest-w{max(indices):02d}.json is not of this build over {count} workers; build into an empty folder")
-        missing = sorted(set(range(count)) - set(indices))
-        if missing:
-            raise RecordsError(
-                f"{records_dir}: a build over {count} workers is not finished: no manifest yet from worker(s) "
-                f"{', '.join(str(i) for i in missing)} (of 0-{count - 1}); run their `python -m tfrecords_builder "
-                f"... --num-workers {count} --worker-index I --resume` first"
-            )
+    return sorted(name for name in names if re.fullmatch(r"manifest-w\d+\.json", name))
 
 
 def _check_version(path, manifest):
@@ -243,26 +190,6 @@ def _check_version(path, manifest):
         raise RecordsError(f"{path}: damaged records manifest (its {wrong!r} is not what the builder writes); rebuild the records with python -m tfrecords_builder")
 
 
-def merge_manifests(manifests):
-    """Combine the manifests of disjoint workers into one (shards and counts added up)."""
-    if not manifests:
-        raise ValueError("no manifests to merge")
-    merged = {k: v for k, v in manifests[0].items() if k not in ("splits", "skipped", "duplicates", "worker")}
-    merged["splits"] = {split: {"examples": 0, "shards": []} for split in SPLITS}
-    merged["skipped"], merged["duplicates"] = [], []
-    for part in manifests:
-        for key in ("schema_version", "image_size", "embedding"):
-            if part.get(key) != merged.get(key):
-                raise ValueError(f"manifests disagree on {key!r}: {part.get(key)} vs {merged.get(key)}")
-        for split, info in part["splits"].items():
-            target = merged["splits"].setdefault(split, {"examples": 0, "shards": []})
-            target["examples"] += info["examples"]
-            target["shards"] += info["shards"]
-        merged["skipped"] += part.get("skipped", [])
-        merged["duplicates"] += part.get("duplicates", [])
-    return merged
-
-
 def embedding_dim(manifest):
     return int(manifest["embedding"]["dim"])
 
@@ -280,10 +207,11 @@ def make_manifest(image_size, embedding, splits, skipped=(), **extra):
     }
 
 
-def write_shard(path, serialized_examples):
+def write_shard(path, serialized_examples, before_rename=None):
     """Write one shard under a temporary name (``safeio.atomic_path``) and rename it when complete,
     so a shard that exists under its final name is always whole; on an error the temporary file is
-    removed. Returns the number of examples written."""
+    removed. ``before_rename(count)`` runs when the temporary file is whole, before the rename (the
+    Beam builder records the shard there). Returns the number of examples written."""
     count = 0
     with safeio.atomic_path(path) as tmp:
         with safeio.tensorflow_write_errors(path):
@@ -299,4 +227,6 @@ def write_shard(path, serialized_examples):
             raise
         with safeio.tensorflow_write_errors(path):  # a full disk may show only when the last bytes are flushed
             writer.close()
+        if before_rename is not None:
+            before_rename(count)
     return count

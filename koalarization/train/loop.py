@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from koalarization import plots, records, safeio  # noqa: E402
-from koalarization.records import dataset as data
+from koalarization.records.dataset import Records
 from koalarization.model import hints
 
 VAL_HINTS_SEED = -1  # --hints: the val split's (and the sample panel's) simulated clicks, the same every epoch
@@ -205,11 +205,11 @@ class SamplePanels(keras.callbacks.Callback):
         safeio.write_bytes(os.path.join(self.samples_dir, f"epoch_{epoch + 1:03d}.png"), png.numpy())
 
 
-def builtin_callbacks(config, chief, n_val):
+def builtin_callbacks(config, recs, chief):
     if not chief:
         return [keras.callbacks.TerminateOnNaN()]  # the losses are all-reduced: every worker stops alike
-    split = "val" if n_val else "train"
-    samples = data.load_dataset(config.records, split, config.sample_images, shuffle=False)
+    split = "val" if recs.num_examples("val") else "train"
+    samples = recs.dataset(split, config.sample_images, shuffle=False)
     inputs, ab = next(iter(hints.with_simulated_hints(samples, VAL_HINTS_SEED) if config.hints else samples))
     logs = os.path.join(config.run_dir, "logs")
     return [
@@ -237,16 +237,17 @@ def _reason(error):
     return re.sub(r"\s*\[Op:.*$", "", text).strip()
 
 
-def damaged_records_message(records_dirs, error, first_split=None):
-    """One line for a ``DataLossError`` met reading any of ``records_dirs``: the damaged shard and what to
-    do. Shards are read to their end to find it, ``first_split``'s first (the one being read, say)."""
-    for records_dir in records_dirs:
-        splits = sorted(records.read_manifest(records_dir)["splits"], key=lambda split: split != first_split)
-        shard, reason = find_damaged_shard([path for split in splits for path in data.shard_paths(records_dir, split)])
+def damaged_records_message(opened, error, first_split=None):
+    """One line for a ``DataLossError`` met reading any of the :class:`Records` ``opened``: the damaged
+    shard and what to do. Shards are read to their end to find it, ``first_split``'s first (the one being
+    read, say)."""
+    for recs in opened:
+        splits = sorted(recs.splits, key=lambda split: split != first_split)
+        shard, reason = find_damaged_shard([path for split in splits for path in recs.shards(split)])
         if shard is not None:
             return (f"{shard}: damaged record ({reason}); delete this shard and rebuild it with the command "
-                    f"that built {records_dir} plus --resume")
-    return f"{' or '.join(records_dirs)}: a record could not be read ({_reason(error)})"
+                    f"that built {recs.path} plus --resume")
+    return f"{' or '.join(recs.path for recs in opened)}: a record could not be read ({_reason(error)})"
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -280,11 +281,12 @@ def check_workers_resume_alike(strategy, epoch, position=None):
         )
 
 
-def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
-    """Train from the run's backup (or from scratch) to ``config.epochs``; returns the history.
-    Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
+def fit(model, strategy, config, recs, run, extra_callbacks, log):
+    """Train on the opened records ``recs`` from the run's backup (or from scratch) to ``config.epochs``;
+    returns the history. Raises ``FloatingPointError`` with a message when the loss became NaN or infinite."""
+    n_train, n_val = recs.num_examples("train"), recs.num_examples("val")
     steps = config.steps_per_epoch or max(1, math.ceil(n_train / config.batch_size))
-    train_shards = len(data.shard_paths(config.records, "train"))
+    train_shards = len(recs.shards("train"))
     several = num_workers(strategy) > 1
     if several:
         log(shard_policy_line(strategy, train_shards))
@@ -296,13 +298,13 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
     elif initial_epoch:
         log(f"Resuming from the backup after epoch {initial_epoch}.")
     callbacks = keras.callbacks.CallbackList(
-        builtin_callbacks(config, run.chief, n_val) + list(extra_callbacks),
+        builtin_callbacks(config, recs, run.chief) + list(extra_callbacks),
         add_progbar=run.chief, model=model, verbose=progress_verbosity(), epochs=config.epochs, steps=steps,
     )
     train_step, eval_step = make_steps(model, strategy)
     val_ds = None
     if n_val:
-        val_ds = data.load_dataset(config.records, "val", config.batch_size, shuffle=False)
+        val_ds = recs.dataset("val", config.batch_size, shuffle=False)
         batches = math.ceil(n_val / config.batch_size)
         if config.validation_steps:
             val_ds = val_ds.take(config.validation_steps)
@@ -311,25 +313,28 @@ def fit(model, strategy, config, run, n_train, n_val, extra_callbacks, log):
                 f"an epoch of {steps} step{'s' if steps > 1 else ''}) after every epoch; --validation-steps N bounds it.")  # fmt: skip
         if config.hints:  # the same clicks every epoch: val_loss stays comparable
             val_ds = hints.with_simulated_hints(val_ds, VAL_HINTS_SEED)
-        val_ds = distribute(strategy, val_ds, len(data.shard_paths(config.records, "val")))
+        val_ds = distribute(strategy, val_ds, len(recs.shards("val")))
 
     callbacks.on_train_begin()
     logs = {}
     for epoch in range(initial_epoch, config.epochs):
         callbacks.on_epoch_begin(epoch)
         first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
-        # The steps the backup already holds: their batches are read again and not trained on; skipped
-        # unparsed in the dataset on one worker, taken from the iterator (each worker its part) on several.
-        train_ds = data.load_dataset(
-            config.records, "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
+        # The steps the backup already holds are not trained again. Their batches are skipped unparsed
+        # where every worker reads the same global batches (one worker, or DATA auto-shard: each keeps its
+        # part after the skip); with FILE auto-shard each worker's files are rebatched over the replicas,
+        # so those steps are taken from the distributed iterator instead (decoded, not trained on).
+        unparsed = 0 if several and _files_split_evenly(train_shards, num_workers(strategy)) else first
+        train_ds = recs.dataset(
+            "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
             shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
-            random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see load_dataset
-            skip_batches=0 if several else first,
+            random_starts=steps * config.batch_size < n_train,  # epochs shorter than the split: see Records.dataset
+            skip_batches=unparsed,
         )
         if config.hints:  # simulated clicks, seeded by the epoch and the batch's position in it
             train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=0 if several else first)
         iterator = iter(distribute(strategy, train_ds, train_shards))
-        for _ in range(first if several else 0):
+        for _ in range(first - unparsed):
             next(iterator)
         for step in range(first, steps):
             callbacks.on_train_batch_begin(step)

@@ -98,7 +98,7 @@ def _check_same_records(config, facts):
 
 
 def _check_records_folder(records_dir):
-    """A records folder without a manifest is one line (:func:`records.read_manifest` reads it later, with TensorFlow)."""
+    """A records folder without a manifest is one line (:class:`Records` reads it later, with TensorFlow)."""
     names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
     if not any(n == constants.MANIFEST_FILE or (n.startswith("manifest-w") and n.endswith(".json")) for n in names):
         raise UserError(f"{records_dir}: no manifest.json here; build records first with `python -m tfrecords_builder --out {records_dir}`")
@@ -112,12 +112,13 @@ def _train(config, chief, callbacks, log):
     import tensorflow as tf
 
     from koalarization import precision, records
-    from koalarization.records import dataset as data
+    from koalarization.records.dataset import Records
     from koalarization.model.network import build_colorizer, compile_colorizer
 
     policy = precision.training_policy(config.precision)  # "auto" -> mixed_bfloat16 where bf16 is native
-    manifest = records.read_manifest(config.records)
-    n_train, n_val = data.num_examples(config.records, "train"), data.num_examples(config.records, "val")
+    recs = Records(config.records)  # the manifest read and checked once, for the whole run
+    manifest = recs.manifest
+    n_train, n_val = recs.num_examples("train"), recs.num_examples("val")
     if n_train == 0:
         raise UserError(f"{config.records}: the train split is empty")
     log("Training config:\n" + "\n".join(f"  {k}: {v}" for k, v in dataclasses.asdict(config).items()))
@@ -126,7 +127,7 @@ def _train(config, chief, callbacks, log):
     log(f"Records: {n_train} train / {n_val} val examples at {manifest['image_size']}px, embedding {manifest['embedding']}")
     loop.warn_random_embedding(manifest, log)
     if chief:
-        facts = records.facts(manifest)
+        facts = recs.facts()
         _check_same_records(config, facts)
         rundir.write_config(config.run_dir, {
             "config": dataclasses.asdict(config), "records": facts,
@@ -142,17 +143,17 @@ def _train(config, chief, callbacks, log):
     try:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            model = build_colorizer(records.embedding_dim(manifest), hints=config.hints)
+            model = build_colorizer(recs.embedding_dim, hints=config.hints)
             compile_colorizer(model, config.learning_rate, config.clipnorm)
             model.optimizer.build(model.trainable_variables)
         model.stop_training = False
-        history = loop.fit(model, strategy, config, run, n_train, n_val, callbacks, log)
+        history = loop.fit(model, strategy, config, recs, run, callbacks, log)
     except (FloatingPointError, loop.WorkersDisagree) as error:
         log("")  # end the progress bar's line
         raise UserError(str(error)) from None
     except tf.errors.DataLossError as error:
         log("")
-        raise records.RecordsError(loop.damaged_records_message([config.records], error)) from None
+        raise records.RecordsError(loop.damaged_records_message([recs], error)) from None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
