@@ -218,7 +218,9 @@ def test_seen_in_training_is_told_cheaply_and_never_guessed_after_a_rebuild(tmp_
     def read_keys(*args):
         raise AssertionError("the train split's keys were read")
 
-    monkeypatch.setattr(evaluation, "read_keys", read_keys)
+    from koalarization.evaluate import seen
+
+    monkeypatch.setattr(seen, "read_keys", read_keys)
     val, _ = report("val", "val")
     assert val["seen_in_training"] == 0 and not any(img["seen_in_training"] for img in val["images"])
     monkeypatch.undo()
