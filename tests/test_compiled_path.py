@@ -82,9 +82,10 @@ def test_every_model_source_runs_compiled_steps_traced_once_with_the_previous_co
     for name, path in sources.items():
         colorizer = Colorizer.load(path, inception=None if name == "SavedModel" else embedder, working_size=SIZE)
         outputs = colorizer.colorize(photos[:1]) + colorizer.colorize(photos[1:4]) + colorizer.colorize(photos[4:])  # batches of 1, 3, 1
-        # Each step was traced once, for every batch and photo size, and then reused.
+        # Each step was traced once, for every batch and photo size, and then reused; the hints' step
+        # is never traced for photos given without hints.
         assert {step: fn.experimental_get_tracing_count() for step, fn in colorizer.compiled.items()} == {
-            "prepare": 1, "networks": 1, "recombine": 1
+            "prepare": 1, "networks": 1, "recombine": 1, "hint_map": 0
         }, name
         for rgb, out, ref in zip(photos, outputs, expected):
             assert out.dtype == tf.uint8 and out.shape == rgb.shape, name
