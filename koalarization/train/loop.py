@@ -332,7 +332,7 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
             skip_batches=unparsed,
         )
         if config.hints:  # simulated clicks, seeded by the epoch and the batch's position in it
-            train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=0 if several else first)
+            train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=unparsed)  # its first batch: step `unparsed`
         iterator = iter(distribute(strategy, train_ds, train_shards))
         for _ in range(first - unparsed):
             next(iterator)
