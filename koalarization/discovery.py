@@ -16,6 +16,12 @@ already searched is searched once. A real file reached twice (a link, a hard lin
 spellings) is listed once. Folders that cannot be read are reported, never silently left out.
 Hidden names (starting with ``.``) are skipped inside folders, as ``glob`` does.
 No TensorFlow here: ``--help`` and a missing input answer fast.
+
+URLs (``gs://bucket/photos``, ``gs://bucket/photos/**/*.jpg``: :mod:`koalarization.storage`, through
+``tf.io.gfile``) are searched the same way, by one walk of the folder or the glob's fixed prefix
+(one listing per folder and one size request per object): keys relative to the root, hidden names
+skipped; an object store has no links, so each object is its own photo. URLs and local paths are
+not mixed in one search.
 """
 
 import dataclasses
@@ -24,6 +30,9 @@ import os
 import re
 import stat as stat_module
 import sys
+import types
+
+from koalarization import storage
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -186,6 +195,11 @@ def discover_images(inputs, extensions=IMAGE_EXTENSIONS):
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found = Discovery(inputs=[os.fspath(i) for i in inputs], extensions=tuple(extensions))
+    urls = [storage.is_url(item) for item in found.inputs]
+    if any(urls):
+        if not all(urls):
+            raise FileNotFoundError(f"{found.inputs[urls.index(False)]}: a local path among URLs; search one kind at a time")
+        return _discover_urls(found)
     plans = []  # (input, kind, root, glob components)
     for item in found.inputs:
         if os.path.isfile(item):
@@ -218,6 +232,46 @@ def discover_images(inputs, extensions=IMAGE_EXTENSIONS):
             if after == (before[0], before[1], before[3]) and not matched_others:
                 raise FileNotFoundError(f"{item}: no such file, folder or matching glob")
     return found
+
+
+def _discover_urls(found):
+    """:func:`discover_images` of URL inputs (see the module): one walk of each root."""
+    plans = []
+    for item in found.inputs:
+        root, parts = _glob_root(item.rstrip("/")) if glob.has_magic(item) else (item.rstrip("/"), None)
+        if parts is None and storage.isfile(root):
+            plans.append((item, root.rsplit("/", 1)[0], "file"))
+        elif storage.isdir(root):
+            plans.append((item, root, parts))
+        else:
+            raise FileNotFoundError(f"{item}: no such file, folder or matching glob")
+    roots = [root.split("/") for _, root, _ in plans]
+    common = len(os.path.commonprefix(roots)) if len(set(map(tuple, roots))) > 1 else None
+    walker = _Walker(found)
+    for (item, root, parts), split_root in zip(plans, roots):
+        prefix = "" if common is None else "".join(f"{part}/" for part in split_root[common:])
+        if parts == "file":
+            walker.add_file(item, prefix + item.rsplit("/", 1)[1], _url_stat(item))
+            continue
+        keep = _pattern_regex(parts).match if parts else (lambda rel: True)
+        before = len(found.paths) + len(found.others)
+        for folder, subfolders, names in storage.walk(root):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            for name in sorted(n for n in names if not n.startswith(".")):
+                path = f"{folder}/{name}"
+                rel = storage.relpath(path, root)
+                if keep(rel) and rel.lower().endswith(found.extensions):
+                    walker.add_file(path, prefix + rel, _url_stat(path))
+                elif not rel.lower().endswith(found.extensions) and (not parts or keep(rel)):
+                    found.others.append(path)
+        if parts and len(found.paths) + len(found.others) == before:
+            raise FileNotFoundError(f"{item}: no such file, folder or matching glob")
+    return found
+
+
+def _url_stat(path):
+    """What :class:`_Walker` needs of an object: an identity (its URL) and its size."""
+    return types.SimpleNamespace(st_dev="url", st_ino=path, st_size=storage.getsize(path))
 
 
 def find_images(inputs, extensions=IMAGE_EXTENSIONS, warn=None, others=None):

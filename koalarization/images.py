@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from koalarization import discovery, errors
+from koalarization import discovery, errors, storage
 
 IMAGE_EXTENSIONS = discovery.IMAGE_EXTENSIONS
 
@@ -75,9 +75,12 @@ def read_pixels(path, max_pixels=None):
 
     The size is checked against ``max_pixels`` from the header, before decoding: 0 is no limit,
     None is Pillow's own bomb check (about 179 million pixels); any number replaces Pillow's check.
-    Raises :class:`ImageError` for a missing, empty, truncated, too large or non-image file.
+    Raises :class:`ImageError` for a missing, empty, truncated, too large or non-image file. A URL
+    (``gs://...``: :mod:`koalarization.storage`) is read whole first, and named in the errors.
     """
     name = "<bytes>" if isinstance(path, (bytes, bytearray)) else str(path)
+    if storage.is_url(path):
+        path = _read_url(path)
     if not isinstance(path, (bytes, bytearray)):
         if not os.path.exists(path):
             raise ImageError(name, "file not found")
@@ -108,6 +111,19 @@ def read_pixels(path, max_pixels=None):
     if array.ndim != 3 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageError(name, f"unexpected image shape {array.shape}")
     return array
+
+
+def _read_url(url):
+    """The bytes of the object ``url``, or an :class:`ImageError` naming it."""
+    try:
+        data = storage.read_bytes(url)
+    except FileNotFoundError:
+        raise ImageError(url, "file not found") from None
+    except OSError as error:
+        raise ImageError(url, f"cannot read: {error.strerror or error}") from None
+    if not data:
+        raise ImageError(url, "empty file (0 bytes)")
+    return data
 
 
 EXIF_ORIENTATION = 0x0112

@@ -16,6 +16,14 @@ NFSv3 with lockd) and the share is not mounted with ``nolock`` (or ``local_lock=
 otherwise each machine sees only its own processes' locks, and two machines can write at once.
 There a lock left by a crashed client stays until the server's lease or lock recovery frees it.
 Pure Python, Linux/macOS (``fcntl``): no TensorFlow.
+
+A folder given as a URL (``gs://``, ``s3://``, ``hdfs://``, ``ram://``: :mod:`koalarization.storage`)
+cannot be flocked: there the lock is the object ``FOLDER/.lock``, created only when absent and read
+back (check, write, read back). It is advisory: two commands that both check before either writes
+can both see their own lock read back, when the first has read its own before the second wrote, a
+window of a few requests. A lock object that a stopped process on this host left is taken over
+(said through ``warn``); one of another host cannot be told from a running one: the message names
+it, to be removed by hand when no such command runs.
 """
 
 import contextlib
@@ -25,7 +33,8 @@ import os
 import socket
 import time
 
-from koalarization.safeio import LockedError
+from koalarization import storage
+from koalarization.safeio import LockedError, _alive
 
 
 class DirLock:
@@ -42,6 +51,8 @@ class DirLock:
         self.fd = None
 
     def acquire(self):
+        if storage.is_url(self.folder):
+            return self._acquire_object()
         os.makedirs(self.folder, exist_ok=True)
         for _ in range(3):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -57,14 +68,33 @@ class DirLock:
             left = _owner(fd)
             if left:
                 self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {left.get('pid')})")
-            me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": self.command}
+            me = self._me()
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
             self.fd = fd
             return self
         raise LockedError(f"{self.folder}: could not take the lock {self.path}")
 
-    def _in_use(self, owner):
+    def _me(self):
+        return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": self.command}
+
+    def _acquire_object(self):
+        """The lock of a URL folder: the object ``.lock``, written when absent, then read back (see the module)."""
+        storage.makedirs(self.folder)
+        left = _owner_object(self.path) if storage.exists(self.path) else None
+        if left is not None:
+            if not _stopped_here(left):
+                raise LockedError(self._in_use(left, url=True))
+            self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {left.get('pid')})")
+        me = self._me()
+        with storage.open(self.path, "wb") as f:
+            f.write(json.dumps(me).encode())
+        if _owner_object(self.path) != me:  # another command wrote it between our check and our write
+            raise LockedError(self._in_use(_owner_object(self.path), url=True))
+        self.fd = me
+        return self
+
+    def _in_use(self, owner, url=False):
         if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
             return f"{self.folder}: already in use by this process"
         if not owner:
@@ -72,9 +102,15 @@ class DirLock:
         return (
             f"{self.folder}: in use by {owner.get('command', 'another command')} (pid {owner.get('pid')} on "
             f"{owner.get('host')}, since {owner.get('started')}); wait for it to end"
+            + (f" (if it is not running, remove {self.path})" if url else "")
         )
 
     def release(self):
+        if isinstance(self.fd, dict):  # a URL folder's lock object, removed while it is still ours
+            with contextlib.suppress(OSError):
+                if _owner_object(self.path) == self.fd:
+                    storage.remove(self.path)
+            self.fd = None
         if self.fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)  # still holding the lock: a waiter that opened this file retries
@@ -107,3 +143,18 @@ def _still_named(fd, path):
         return os.path.samestat(os.fstat(fd), os.stat(path))
     except FileNotFoundError:
         return False
+
+
+def _owner_object(path):
+    """The owner dict of a URL folder's lock object, {} when it names none (or cannot be read)."""
+    try:
+        owner = json.loads(storage.read_bytes(path) or b"null")
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _stopped_here(owner):
+    """True for the owner of a lock object that is a process of this host that runs no more."""
+    pid = owner.get("pid")
+    return owner.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)

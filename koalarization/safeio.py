@@ -19,6 +19,9 @@ TensorFlow, so commands can check their paths before the slow imports.
   next run.
 - :func:`check_output_dir`: an output folder that is a file, not writable, under a file, or the
   same real folder as an input, refused in one line before any model is loaded.
+
+Paths may be ``scheme://`` URLs where a command says so (the Beam builder, records, colorize):
+:mod:`koalarization.storage` sends those to ``tf.io.gfile`` (imported then only), local paths to ``os``.
 """
 
 import contextlib
@@ -29,7 +32,7 @@ import os
 import shutil
 import socket
 
-from koalarization import errors
+from koalarization import errors, storage
 
 TEMP_MARK = ".tmp-"  # every temporary name contains this: ".NAME.tmp-PID-HOST"
 
@@ -56,7 +59,7 @@ def _host():
 
 def temporary_name(path):
     """``dir/.NAME.tmp-PID-HOST``: hidden, in the same folder (so the rename is atomic)."""
-    folder, name = os.path.split(os.path.abspath(path))
+    folder, name = os.path.split(path if storage.is_url(path) else os.path.abspath(path))
     return os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{_host()}")
 
 
@@ -73,10 +76,13 @@ def _fsync_dir(folder):
 def atomic_path(path):
     """Yield a temporary path to write ``path``'s new content to; renamed over ``path`` when the
     block ends without an error, removed otherwise. The writer inside may be any library
-    (h5py, Keras, TF's TFRecordWriter) as long as it writes to the yielded path."""
+    (h5py, Keras, TF's TFRecordWriter) as long as it writes to the yielded path. For a URL
+    (:mod:`koalarization.storage`) the rename is the store's: per object, never half of one."""
     tmp = temporary_name(path)
     try:
         yield tmp
+        if storage.is_url(path):
+            return storage.replace(tmp, path)
         with contextlib.suppress(OSError, IsADirectoryError):
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -87,12 +93,12 @@ def atomic_path(path):
         _fsync_dir(os.path.dirname(os.path.abspath(path)))
     except BaseException:
         with contextlib.suppress(OSError):
-            os.remove(tmp)
+            storage.remove(tmp)
         raise
 
 
 def write_bytes(path, data):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, storage.open(tmp, "wb") as f:
         f.write(data)
 
 
@@ -115,8 +121,7 @@ def read_json(path, what="file", kind=None):
     """Parse ``path``; a missing, truncated or non-JSON file, or (with ``kind``, e.g. ``dict``) JSON of
     another shape, raises :class:`DamagedFileError` ``"PATH: damaged WHAT (reason); ..."``."""
     try:
-        with open(path, "rb") as f:
-            payload = json.loads(f.read().decode("utf-8"))
+        payload = json.loads(storage.read_bytes(path).decode("utf-8"))
         if kind is not None and not isinstance(payload, kind):
             shape = {dict: "an object", list: "a list"}.get(kind, kind.__name__)
             raise DamagedFileError(f"{path}: damaged {what} (JSON {type(payload).__name__}, expected {shape})")
@@ -289,7 +294,7 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
     several workers share). Returns the removed names."""
     removed = []
     try:
-        names = os.listdir(folder)
+        names = storage.listdir(folder)
     except OSError:
         return removed
     for name in names:
@@ -303,12 +308,8 @@ def clean_temporaries(folder, extra_patterns=(), targets=None):
             pid = owner.partition("-")[0]
             if _owned_by_live_other(owner) or (pid.isdigit() and int(pid) == os.getpid()):
                 continue
-        path = os.path.join(folder, name)
         with contextlib.suppress(OSError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
+            storage.remove_any(os.path.join(folder, name))
             removed.append(name)
     return removed
 
@@ -340,8 +341,11 @@ def check_output_dir(path, inputs=(), what="output folder", create=True):
 
     Raises :class:`OutputPathError` with one line when it is an existing file, lies under a file,
     cannot be created or written, or is (through any symlinks) the same folder as one of the
-    folders in ``inputs``. Returns the real path.
+    folders in ``inputs``. Returns the real path. A URL (:mod:`koalarization.storage`) is checked
+    through ``tf.io.gfile``: :func:`_check_output_url`.
     """
+    if storage.is_url(path):
+        return _check_output_url(path, inputs, what, create)
     real = _realpath(path)
     if os.path.exists(real) and not os.path.isdir(real):
         raise OutputPathError(f"{path}: is an existing file, not a folder; choose another {what}")
@@ -374,13 +378,33 @@ def check_output_dir(path, inputs=(), what="output folder", create=True):
     return real
 
 
+def _check_output_url(path, inputs, what, create):
+    """:func:`check_output_dir` of a URL: not an existing object, not an input, made (an object
+    store's folder is only a name), and writable: a test object is written and removed."""
+    real = storage.real(path)
+    if any(storage.real(item) == real for item in inputs if storage.is_url(item)):
+        raise OutputPathError(f"{path}: is the input folder; outputs would mix with inputs, choose another {what}")
+    try:
+        if storage.isfile(real):
+            raise OutputPathError(f"{path}: is an existing file, not a folder; choose another {what}")
+        if create or storage.isdir(real):
+            storage.makedirs(real)
+            write_bytes(os.path.join(real, ".write-test"), b"")
+            storage.remove(os.path.join(real, ".write-test"))
+    except OutputPathError:
+        raise
+    except OSError as error:
+        raise OutputPathError(f"{path}: cannot write in the {what} ({_reason(error)})") from None
+    return real
+
+
 @contextlib.contextmanager
 def removed_if_left_empty(path):
     """Inside: a command that may create the folder ``path`` (and its missing parents). If the block
     fails (a model that cannot be loaded, Ctrl-C...) the folders it created are removed again while
     they are still empty: a failed command leaves no trace behind."""
     missing, probe = [], _realpath(path)
-    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+    while not storage.is_url(path) and not os.path.lexists(probe) and os.path.dirname(probe) != probe:
         missing.append(probe)  # deepest first
         probe = os.path.dirname(probe)
     try:
@@ -418,21 +442,7 @@ def what_to_do(error):
     return "make room" if isinstance(error, OSError) and error.errno == errno.ENOSPC else "fix that"
 
 
-@contextlib.contextmanager
 def tensorflow_write_errors(path):
-    """Inside: an error of TensorFlow's own file writers (``TFRecordWriter``, ``tf.saved_model.save``)
-    becomes an ``OSError`` naming ``path`` (``ENOSPC`` for a full disk, ``EACCES``, else ``EIO``), as
-    Python's writes raise. Only the writes go inside: an out-of-memory error of a network is a
-    ``ResourceExhaustedError`` too, and must not read as a full disk."""
-    import tensorflow as tf
-
-    try:
-        yield
-    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError,
-            tf.errors.FailedPreconditionError, tf.errors.DataLossError) as error:  # fmt: skip
-        message = (error.message or type(error).__name__).strip().splitlines()[0]
-        if isinstance(error, tf.errors.ResourceExhaustedError) or "No space left" in message:
-            code = errno.ENOSPC
-        else:
-            code = errno.EACCES if isinstance(error, tf.errors.PermissionDeniedError) else errno.EIO
-        raise OSError(code, message, path) from None
+    """Inside: an error of TensorFlow's own writers becomes an ``OSError`` naming ``path``
+    (:func:`koalarization.storage.os_errors`: only its ``WRITE_ERRORS`` for a local path, every one for a URL)."""
+    return storage.os_errors(path, None if storage.is_url(path) else storage.WRITE_ERRORS)

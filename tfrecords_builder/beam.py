@@ -18,14 +18,19 @@ The driver holds the records folder's lock for the whole run. After a kill (``ki
 driver and its workers), the same command with ``--resume`` keeps every shard that is both
 present and recorded (in ``build-state.json`` or a ``.done.json`` of this build's fingerprint) and
 builds only the rest; the manifest is written last, and ``.beam-build/`` removed with it.
+
+``--out`` and ``--images`` may be URLs (``gs://``, ``s3://``, ``hdfs://``: :mod:`koalarization.storage`,
+through ``tf.io.gfile``) that the driver and every worker can reach: the lock is then an advisory
+lock object (:mod:`koalarization.locks`), each shard and JSON file an object written under a
+temporary name and renamed (a copy then a delete of that object on GCS), the photos found by one
+walk of the bucket's prefix (:mod:`koalarization.discovery`) and read whole by the workers.
 """
 
 import json
 import os
-import shutil
 import sys
 
-from koalarization import beam_options, locks, records, safeio
+from koalarization import beam_options, locks, records, safeio, storage
 from tfrecords_builder import builder, plan, sources
 
 beam = beam_options.import_beam()
@@ -45,7 +50,7 @@ def _read_done(out, name, fingerprint):
     """What a finished shard holds (``{"examples", "skipped", "dim"}``), or None when it is not finished
     by this build (no done file, another build's, or no shard file)."""
     path = _done_path(out, name)
-    if not (os.path.exists(path) and os.path.exists(os.path.join(out, name))):
+    if not (storage.exists(path) and storage.exists(os.path.join(out, name))):
         return None
     try:
         done = safeio.read_json(path, "shard record", kind=dict)
@@ -125,12 +130,12 @@ def _build_locked(config, options, embedder, embedder_info, say):
     state, state_path, manifest_path = builder.prepare_out_dir(config, out, shards, fingerprint)
     work = os.path.join(out, WORK_DIR)
     if not config.resume:
-        shutil.rmtree(work, ignore_errors=True)
+        storage.rmtree(work)
     _collect(out, shards, fingerprint, state)
     todo = [s for s in shards if s.name not in state["shards"]]
     builder.say_plan(say, source, shards, todo)
     if todo:
-        os.makedirs(work, exist_ok=True)
+        storage.makedirs(work)
         safeio.clean_temporaries(work)  # leftovers of a killed driver or worker
         plan.write_tasks(work, todo, source.keys, source.paths, source.tfds)
         say(f"running {len(todo)} shards on Beam's {options['runner']}")
@@ -141,7 +146,7 @@ def _build_locked(config, options, embedder, embedder_info, say):
             raise builder.BuildError(f"the Beam pipeline ended without writing {missing[0]} (and {len(missing) - 1} more); run the same command with --resume")
     safeio.write_json(state_path, state)
     manifest = builder.write_manifest(config, source, shards, state, info, lambda batch: builder.load_embedder(config, embedder)(batch), manifest_path)
-    shutil.rmtree(work, ignore_errors=True)
+    storage.rmtree(work)
     builder.say_done(say, manifest, shards, out, manifest_path)
     return manifest
 

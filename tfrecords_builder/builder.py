@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from koalarization import beam_options, cli, colors, errors, images, locks, precision, records, safeio
+from koalarization import beam_options, cli, colors, errors, images, locks, precision, records, safeio, storage
 from koalarization.model import inception as embedding
 from tfrecords_builder import plan, sources
 from tfrecords_builder.config import BuildConfig
@@ -236,7 +236,7 @@ def _read_state(state_path):
 def check_no_old_worker_build(out):
     """Records of a build split by ``--num-workers`` (gone: scale out on Beam) beside a new one would
     leave readers two builds to choose from: refused before any work."""
-    old = sorted(n for n in (os.listdir(out) if os.path.isdir(out) else ()) if OLD_WORKER_FILE.match(n))
+    old = sorted(n for n in (storage.listdir(out) if storage.isdir(out) else ()) if OLD_WORKER_FILE.match(n))
     if old:
         raise BuildError(
             f"{out} holds {old[0]} of an older build split over --num-workers, which this version no longer makes; "
@@ -253,7 +253,7 @@ def prepare_out_dir(config, out, shards, fingerprint):
     safeio.clean_temporaries(out, extra_patterns=[old_temporaries], targets=ours)  # leftovers of a killed build
     state_path = os.path.join(out, STATE_NAME)
     state = {"fingerprint": fingerprint, "shards": {}}
-    if config.resume and os.path.exists(state_path):
+    if config.resume and storage.exists(state_path):
         previous = _read_state(state_path)
         if previous.get("fingerprint") != fingerprint:
             raise BuildError(
@@ -262,11 +262,11 @@ def prepare_out_dir(config, out, shards, fingerprint):
             )
         state = previous
     planned = {shard.name for shard in shards}
-    for name in os.listdir(out):
+    for name in storage.listdir(out):
         stale = SHARD_FILE.match(name) and (".tmp" in name or not config.resume or name not in planned)
         if stale or name == MANIFEST_NAME or (name == STATE_NAME and not config.resume):
-            os.remove(os.path.join(out, name))  # nothing half-done (or from another build) looks done
-    state["shards"] = {n: v for n, v in state["shards"].items() if os.path.exists(os.path.join(out, n))}
+            storage.remove(os.path.join(out, name))  # nothing half-done (or from another build) looks done
+    state["shards"] = {n: v for n, v in state["shards"].items() if storage.exists(os.path.join(out, n))}
     return state, state_path, os.path.join(out, MANIFEST_NAME)
 
 

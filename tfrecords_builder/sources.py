@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from koalarization import discovery, errors, safeio
+from koalarization import discovery, errors, safeio, storage
 from tfrecords_builder.plan import order_of  # noqa: F401  (the order that mixes a source)
 
 # The colour photographs bundled with scikit-image (grayscale ones such as camera, moon and page
@@ -76,7 +76,7 @@ def _digest(path, limit=None):
     """SHA-256 of the file (or of its first ``limit`` bytes); None when it cannot be read."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with storage.open(path, "rb") as f:  # a URL's too (koalarization.storage)
             if limit is not None:
                 digest.update(f.read(limit))
             else:

@@ -10,14 +10,14 @@ small task file per chunk into ``OUT/.beam-colorize/`` and runs ``Create(chunks)
 ParDo(ColorizeChunk)``. Each worker loads the one :class:`~koalarization.model.colorizer.Colorizer`
 once (``DoFn.setup``) and runs ``files.colorize_jobs`` on its chunks: every output is written under
 a temporary name and renamed, so a retried bundle writes the same file again. Broken inputs are
-named in the log and, with every output, in ``OUT/colorize-summary.json``.
+named in the log and, with every output, in ``OUT/colorize-summary.json``. ``IN`` and ``OUT`` may be
+URLs that every worker reaches (``gs://...``: :mod:`koalarization.storage`); ``--model`` is local to each.
 """
 
 import os
-import shutil
 import sys
 
-from koalarization import beam_options, safeio
+from koalarization import beam_options, safeio, storage
 from koalarization.colorize import files
 from koalarization.constants import COLORIZE_SUMMARY_FILE
 
@@ -44,11 +44,11 @@ class ColorizeChunk(beam.DoFn):
     def process(self, name):
         work = os.path.join(self.config.out_dir, WORK_DIR)
         done = os.path.join(work, f"{name}.done.json")
-        if not os.path.exists(done):  # else: a retried bundle, whose outputs are written already
+        if not storage.exists(done):  # else: a retried bundle, whose outputs are written already
             task = safeio.read_json(os.path.join(work, f"{name}.task.json"), "colorize task", kind=dict)
             jobs = [tuple(job) for job in task["jobs"]]
             part = files.Summary()
-            files.colorize_jobs(self.config, jobs, lambda: self.colorizer, part, {os.path.realpath(p) for p, _ in jobs}, _stderr)
+            files.colorize_jobs(self.config, jobs, lambda: self.colorizer, part, {storage.real(p) for p, _ in jobs}, _stderr)
             safeio.write_json(done, {"colorized": part.colorized, "failed": [list(f) for f in part.failed]})
         yield name
 
@@ -66,8 +66,8 @@ def colorize(config, inception_factory=None, log=print):
     summary, todo, _ = files.plan_work(config, log)
     work = os.path.join(config.out_dir, WORK_DIR)
     if todo:
-        shutil.rmtree(work, ignore_errors=True)  # another run's chunks: this plan is made again from what is on disk
-        os.makedirs(work)
+        storage.rmtree(work)  # another run's chunks: this plan is made again from what is on disk
+        storage.makedirs(work)
         names = []
         for index, start in enumerate(range(0, len(todo), CHUNK)):
             names.append(f"chunk-{index:05d}")
@@ -80,11 +80,11 @@ def colorize(config, inception_factory=None, log=print):
             summary.failed += [tuple(f) for f in part["failed"]]
             for path, reason in part["failed"]:
                 log(f"skipped {path}: {reason}")
-    os.makedirs(config.out_dir, exist_ok=True)
+    storage.makedirs(config.out_dir)
     safeio.write_json(os.path.join(config.out_dir, SUMMARY_FILE), {
         "colorized": summary.colorized, "kept": summary.existing,
         "failed": [{"path": path, "reason": reason} for path, reason in summary.failed],
     })  # fmt: skip
-    shutil.rmtree(work, ignore_errors=True)
+    storage.rmtree(work)
     log(files._summary_line(summary, config.out_dir))
     return summary

@@ -3,7 +3,8 @@
 
 Output names are planned from the whole input set and the output folder checked before any model
 is loaded; the model is a :class:`koalarization.model.colorizer.Colorizer`. Light to import: TensorFlow
-comes with the colorizer, after the paths are checked.
+comes with the colorizer, after the paths are checked. Inputs and the output folder may be URLs
+(``gs://...``: :mod:`koalarization.storage`, through ``tf.io.gfile``); ``--model`` and hints stay local.
 """
 
 
@@ -13,7 +14,7 @@ import os
 import re
 import sys
 
-from koalarization import cli, errors, images, safeio
+from koalarization import cli, errors, images, safeio, storage
 from koalarization.colorize import config
 from koalarization.colorize.config import ColorizeConfig  # noqa: F401  (the config colorize_files takes)
 
@@ -39,7 +40,7 @@ def plan_outputs(inputs, out_dir, compare=False):
     an input named like another's panel (``x_compare.png`` beside ``x.png``) keeps its extension too.
     """
     found, missing, passed_over = {}, [], []
-    out_real = os.path.realpath(out_dir)
+    out_real = storage.real(out_dir)
     for item in inputs:
         try:
             paths = images.find_images([item], others=passed_over)
@@ -47,12 +48,12 @@ def plan_outputs(inputs, out_dir, compare=False):
             missing.append((item, str(error).removeprefix(f"{item}: ")))
             continue
         for path in paths:
-            if os.path.realpath(path).startswith(out_real + os.sep):
-                if not os.path.isdir(item):  # named (or matched) itself: say why it is not done
+            if storage.real(path).startswith(out_real + os.sep):
+                if not storage.isdir(item):  # named (or matched) itself: say why it is not done
                     missing.append((path, f"it is inside the output folder {out_dir}, whose files are never colorized again; choose another -o"))
                 continue  # never colorize our own outputs
-            relative = os.path.relpath(path, item) if os.path.isdir(item) else os.path.basename(path)
-            found.setdefault(os.path.realpath(path), (path, relative))
+            relative = storage.relpath(path, item) if storage.isdir(item) else os.path.basename(path)
+            found.setdefault(storage.real(path), (path, relative))
     entries = sorted(found.values(), key=lambda entry: (entry[1], entry[0]))
     stems = [os.path.splitext(relative)[0] for _, relative in entries]
     with_ext = [f"{stem}-{os.path.splitext(rel)[1].lstrip('.').lower() or 'noext'}" for stem, (_, rel) in zip(stems, entries)]
@@ -73,7 +74,7 @@ def plan_outputs(inputs, out_dir, compare=False):
         jobs.append((path, candidate))
     from koalarization.video import films
 
-    videos = sorted(path for path in passed_over if films.is_video(path) and not os.path.realpath(path).startswith(out_real + os.sep))
+    videos = sorted(path for path in passed_over if films.is_video(path) and not storage.real(path).startswith(out_real + os.sep))
     return jobs, missing, videos
 
 
@@ -122,8 +123,8 @@ def encode(image, fmt="png", quality=90, png_compression=1):
 
 def _save(image, path, inputs_real, config):
     """Write ``image`` (uint8 (H, W, 3), numpy or tensor) to ``path`` atomically in ``config.format``; never over one of the inputs."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if os.path.realpath(path) in inputs_real or (os.path.exists(path) and any(safeio.same_file(path, s) for s in inputs_real)):
+    storage.makedirs(os.path.dirname(path) or ".")
+    if storage.real(path) in inputs_real or (storage.exists(path) and any(safeio.same_file(path, s) for s in inputs_real)):
         raise safeio.OutputPathError(f"{path}: is one of the inputs (through a link); not overwritten")
     safeio.write_bytes(path, encode(image, config.format, config.quality, config.png_compression))
 
@@ -133,7 +134,7 @@ def _header_pixels(path):
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with storage.open(path, "rb") as f, Image.open(f) as image:  # a URL's too
             return image.size[0] * image.size[1]
     except Exception:  # noqa: BLE001  -- reported when decoded
         return 0
@@ -194,7 +195,7 @@ def plan_work(config, log=print):
         raise errors.UsageError(f"--batch-size {config.batch_size}: must be at least 1")
     if config.format not in FORMATS:
         raise errors.UsageError(f"--format {config.format}: choose from {', '.join(FORMATS)}")
-    input_folders = [item for item in config.inputs if os.path.isdir(item)]
+    input_folders = [item for item in config.inputs if storage.isdir(item)]
     safeio.check_output_dir(config.out_dir, input_folders)
     from koalarization.model.colorizer import resolve_model
 
@@ -203,7 +204,7 @@ def plan_work(config, log=print):
     jobs, missing, videos = plan_outputs(config.inputs, config.out_dir, config.compare)
     if not jobs and not videos and not missing:  # as the builder and evaluate say it: status 2
         raise errors.UsageError(f"{' '.join(config.inputs)}: no image files found")
-    if missing and not jobs and not videos and all(not os.path.lexists(item) for item in config.inputs):  # a missing input: 2
+    if missing and not jobs and not videos and all(not (storage.exists if storage.is_url(item) else os.path.lexists)(item) for item in config.inputs):  # a missing input: 2
         raise errors.UsageError(f"{missing[0][0]}: {missing[0][1]}" + (f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""))
     hints = plan_hints(config, jobs)  # a bad hint: one line before anything is loaded
     if hints and getattr(config, "beam_pipeline_options", None):
@@ -212,14 +213,14 @@ def plan_work(config, log=print):
     for path, reason in missing:
         log(f"skipped {path}: {reason}")
     _say_videos_left_out(videos, log)
-    inputs_real = {os.path.realpath(path) for path, _ in jobs}
+    inputs_real = {storage.real(path) for path, _ in jobs}
     todo = []
     for path, stem in jobs:
         out = os.path.join(config.out_dir, stem)
-        if os.path.realpath(out + ext) in inputs_real or (config.compare and os.path.realpath(out + COMPARE_SUFFIX + ext) in inputs_real):
+        if storage.real(out + ext) in inputs_real or (config.compare and storage.real(out + COMPARE_SUFFIX + ext) in inputs_real):
             summary.failed.append((path, f"its output {out}{ext} is one of the inputs (through a link); not overwritten"))
             log(f"skipped {path}: its output {out}{ext} is one of the inputs (through a link); not overwritten")
-        elif os.path.exists(out + ext) and not config.overwrite:
+        elif storage.exists(out + ext) and not config.overwrite:
             summary.existing.append(out + ext)
             log(f"kept {out}{ext}: already exists (pass --overwrite to replace it)")
         else:

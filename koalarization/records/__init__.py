@@ -33,7 +33,7 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import colors, errors, safeio
+from koalarization import colors, errors, safeio, storage
 
 from koalarization.constants import RECORDS_SCHEMA_VERSION as SCHEMA_VERSION  # noqa: E402
 from koalarization.constants import MANIFEST_FILE as MANIFEST_NAME  # noqa: E402
@@ -147,7 +147,7 @@ def read_manifest(records_dir):
     (``manifest-wNN.json``: scaling out is Apache Beam's now), each with one line that says what to do.
     """
     path = os.path.join(records_dir, MANIFEST_NAME)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         old = old_worker_manifests(records_dir)
         if old:
             raise RecordsError(
@@ -166,7 +166,7 @@ def read_manifest(records_dir):
 
 def old_worker_manifests(records_dir):
     """The ``manifest-wNN.json`` names in ``records_dir`` (of a build over workers, before Beam), sorted."""
-    names = os.listdir(records_dir) if os.path.isdir(records_dir) else []
+    names = storage.listdir(records_dir) if storage.isdir(records_dir) else []
     return sorted(name for name in names if re.fullmatch(r"manifest-w\d+\.json", name))
 
 

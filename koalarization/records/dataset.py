@@ -15,6 +15,10 @@ epoch (with ``seed``), ``cycle_length`` shards are read round-robin, and a buffe
 ``shuffle_buffer`` examples is shuffled: a batch of 32 from a build of 40 class folders holds
 photos of ~22 classes, as a uniform draw would (``tests/test_records.py`` checks >= 16). The
 buffer holds serialized examples, ~150 KB each at 224x224: the default 4096 costs ~600 MB.
+
+The folder may be a URL (``Records("gs://bucket/records")``): the manifest and the shards' presence
+go through :mod:`koalarization.storage`, the shards through ``tf.data``, which reads TensorFlow's
+filesystems itself.
 """
 
 import os
@@ -24,7 +28,7 @@ from koalarization import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 import tensorflow as tf
 
-from koalarization import records
+from koalarization import records, storage
 
 
 SHUFFLE_BUFFER = 4096  # examples shuffled in memory (~600 MB of serialized 224x224 examples)
@@ -67,7 +71,7 @@ class Records:
         if split not in self.manifest["splits"]:
             raise ValueError(f"{self.path}: no split {split!r}; the records have {sorted(self.splits)}")
         paths = [os.path.join(self.path, name) for name in self.manifest["splits"][split]["shards"]]
-        missing = [p for p in paths if not os.path.exists(p)]
+        missing = [p for p in paths if not storage.exists(p)]
         if missing:
             raise FileNotFoundError(f"{self.path}: shards listed in the manifest are missing: {missing[:3]}")
         return paths
