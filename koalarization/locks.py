@@ -33,7 +33,7 @@ import os
 import socket
 import time
 
-from koalarization import storage
+from koalarization import safeio, storage
 from koalarization.safeio import LockedError, _alive
 
 
@@ -87,8 +87,7 @@ class DirLock:
                 raise LockedError(self._in_use(left, url=True))
             self.warn(f"{self.folder}: taking over the lock of a stopped process (pid {left.get('pid')})")
         me = self._me()
-        with storage.open(self.path, "wb") as f:
-            f.write(json.dumps(me).encode())
+        safeio.write_bytes(self.path, json.dumps(me).encode())  # whole, under a temporary name first
         if _owner_object(self.path) != me:  # another command wrote it between our check and our write
             raise LockedError(self._in_use(_owner_object(self.path), url=True))
         self.fd = me
