@@ -2,12 +2,12 @@
 
 TensorFlow's in-process ``ram://`` filesystem stands in for gs://, s3:// and hdfs:// (no bucket is
 reached here): the photos are copied into it, and Beam's DirectRunner runs in memory (ram:// lives
-in one process). Covers: a Beam build from ram:// photos to a ram:// ``--out`` writes the same
-shard bytes and manifest as the build of the same photos to a local folder, leaves no temporary
+in one process). Covers: a Beam build (and a local one) from ram:// photos to a ram:// ``--out``
+writes the same shard bytes and manifest as the build of the same photos to a local folder, leaves no temporary
 object, lock or work folder, and ``Records`` reads it back; a build is refused while the lock object
 of a running build is there, and takes over one that a stopped process of this host left; an
-``--out`` that is an object is refused; colorize on Beam from ram:// to ram:// writes the local
-command's files. The photos, the stand-in embedder and the local build are ``tests/test_beam.py``'s.
+``--out`` that is an object is refused; a glob finds photos in nested ram:// folders; colorize
+on Beam (and the local command) from ram:// to ram:// writes the local command's files. The photos, the stand-in embedder and the local build are ``tests/test_beam.py``'s.
 """
 
 import json
@@ -62,12 +62,35 @@ def on_ram(ram_photos):
     return out
 
 
-def test_a_beam_build_from_and_to_urls_writes_the_local_builds_bytes(on_ram, local):  # noqa: F811
+def _assert_same_build(on_ram, local):
     shards = {n: gfile.GFile(f"{on_ram}/{n}", "rb").read() for n in gfile.listdir(on_ram) if n.endswith(".tfrecord")}
     assert shards == _files(local) and len(shards) >= 4  # every key in the same shard and position
     with open(os.path.join(local, "manifest.json")) as f:
         assert _manifest(gfile.GFile(f"{on_ram}/manifest.json").read()) == _manifest(f.read())
     assert _objects(on_ram) == sorted([*shards, "manifest.json", "build-state.json"])  # no temporary, lock or work folder
+
+
+def test_a_beam_build_from_and_to_urls_writes_the_local_builds_bytes(on_ram, local):  # noqa: F811
+    _assert_same_build(on_ram, local)
+
+
+def test_the_local_builder_from_and_to_urls_writes_the_same_bytes(ram_photos, local):  # noqa: F811
+    out = _ram("records-local")
+    build(_config(out, ram_photos), beam_stand_in.stand_in, False)
+    _assert_same_build(out, local)
+
+
+def test_a_url_glob_finds_photos_in_nested_folders_with_keys_below_its_root(photos):  # noqa: F811
+    from koalarization import discovery
+
+    root = _ram("nested")
+    _copy_to_ram(photos, f"{root}/a/b")
+    gfile.GFile(f"{root}/a/.hidden.png", "wb").write(b"x")
+    found = discovery.discover_images([f"{root}/**/p*.png"])
+    assert found.keys == [f"a/b/p{i}.png" for i in range(8)] and found.paths[0] == f"{root}/a/b/p0.png"
+    assert found.sizes[0] == os.path.getsize(os.path.join(photos, "p0.png"))
+    with pytest.raises(FileNotFoundError, match="no such file, folder or matching glob"):
+        discovery.discover_images([f"{root}/nothing/*.png"])
 
 
 def test_records_open_a_url_folder(on_ram, local):  # noqa: F811
@@ -119,12 +142,16 @@ def test_colorize_on_beam_from_and_to_urls_writes_the_local_commands_files(photo
     assert main([photos, "-o", str(local_out), "--model", run_dir, "--working-size", "32"], inception=beam_stand_in.tiny_inception()) == 0
     argv = [ram_photos, "-o", on_ram, "--model", run_dir, "--working-size", "32", "--beam-pipeline-options", IN_THIS_PROCESS]
     summary = colorize_beam.colorize(colorize_config.parse(argv), inception_factory=beam_stand_in.tiny_inception)
+    plain = _ram("colorized-plain")  # the local command, from and to URLs
+    assert main([ram_photos, "-o", plain, "--model", run_dir, "--working-size", "32"], inception=beam_stand_in.tiny_inception()) == 0
     written = sorted(n for n in _objects(on_ram) if n.endswith(".png"))
     assert written == sorted(os.listdir(local_out)) and len(written) >= 8 and len(summary.colorized) == len(written)
+    assert _objects(plain) == written
     for name in written:
-        ours = images.read_image(f"{on_ram}/{name}")
+        ours, plain_ours = (images.read_image(f"{url}/{name}") for url in (on_ram, plain))
         theirs = images.read_image(str(local_out / name))
         assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 2 / 255, name
+        assert np.abs(plain_ours - theirs).max() <= 2 / 255, name
     said = json.loads(gfile.GFile(f"{on_ram}/{colorize_beam.SUMMARY_FILE}").read())
     assert [os.path.basename(f["path"]) for f in said["failed"]] == ["broken.jpg"]
     assert _objects(on_ram) == sorted([*written, colorize_beam.SUMMARY_FILE])  # no temporaries, no work folder
