@@ -9,10 +9,12 @@ through ``os``, ``shutil`` and ``open`` exactly as before: scheme-less paths kee
 the first URL only, so a command with local paths pays nothing for this module.
 
 Which schemes work is TensorFlow's to say: ``gs://`` is built in (credentials as Google's libraries
-find them), ``s3://`` needs ``pip install tensorflow-io`` (imported before use: ``import
-tensorflow_io``), ``hdfs://`` needs Hadoop's ``libhdfs.so`` (``HADOOP_HDFS_HOME``, ``CLASSPATH``),
-and ``ram://`` is TensorFlow's in-process filesystem, which the tests use (it lives in one process:
-Beam's DirectRunner must run in memory to share it).
+find them); ``s3://`` and ``hdfs://`` are not in TensorFlow 2.x's own build ("File system scheme
+'s3' not implemented") and need ``pip install tensorflow-io`` (imported here, when installed, on the first
+such URL), and for HDFS Hadoop's ``libhdfs.so`` (``HADOOP_HDFS_HOME``, ``CLASSPATH``);
+``ram://`` is TensorFlow's in-process filesystem, which the tests use (it lives in one process:
+Beam's DirectRunner must run in memory to share it; writing ``"wb"`` over an existing ram://
+object appends to it, so every write here goes to a new temporary name first).
 
 Object stores have no folders and no atomic rename: :func:`replace` of a GCS object is a copy then
 a delete of that one object, so a reader sees the old object or the whole new one, never half of
@@ -36,12 +38,15 @@ def is_url(path):
     return isinstance(path, str) and bool(_SCHEME.match(path))
 
 
-def _tf():
+def _tf(path=""):
     from koalarization import quiet_tensorflow
 
     quiet_tensorflow()
     import tensorflow as tf
 
+    if path.startswith(("s3://", "hdfs://")):
+        with contextlib.suppress(ImportError):
+            import tensorflow_io  # noqa: F401  (registers s3:// and hdfs:// with tf.io.gfile)
     return tf
 
 
@@ -63,6 +68,8 @@ def os_errors(path, only=None):
         if only is not None and not isinstance(error, tuple(getattr(tf.errors, name) for name in only)):
             raise
         message = (error.message or type(error).__name__).strip().splitlines()[0]
+        if isinstance(error, tf.errors.UnimplementedError) and "scheme" in message:
+            message += " (s3:// and hdfs:// need pip install tensorflow-io)"
         if isinstance(error, tf.errors.NotFoundError):
             raise FileNotFoundError(errno.ENOENT, message, path) from None
         if isinstance(error, tf.errors.ResourceExhaustedError) or "No space left" in message:
@@ -74,7 +81,7 @@ def os_errors(path, only=None):
 
 def _gfile(path, name, *args, **kwargs):
     with os_errors(path):
-        return getattr(_tf().io.gfile, name)(path, *args, **kwargs)
+        return getattr(_tf(path).io.gfile, name)(path, *args, **kwargs)
 
 
 def exists(path):
@@ -142,7 +149,7 @@ def walk(top):
 
 def real(path):
     """A name to compare paths by: a URL as it is (no trailing slash), a local path through its links."""
-    return path.rstrip("/") if is_url(path) else os.path.realpath(os.path.abspath(os.path.expanduser(path)))
+    return path.rstrip("/") if is_url(path) else os.path.realpath(path)
 
 
 def relpath(path, start):
