@@ -8,13 +8,13 @@ through ``os``, ``shutil`` and ``open`` exactly as before: scheme-less paths kee
 ``flock`` locks and atomic renames (the callers keep those on ``os``). TensorFlow is imported on
 the first URL only, so a command with local paths pays nothing for this module.
 
-Which schemes work is TensorFlow's to say: ``gs://`` is built in (credentials as Google's libraries
-find them); ``s3://`` and ``hdfs://`` are not in TensorFlow 2.x's own build ("File system scheme
-'s3' not implemented") and need ``pip install tensorflow-io`` (imported here, when installed, on the first
-such URL), and for HDFS Hadoop's ``libhdfs.so`` (``HADOOP_HDFS_HOME``, ``CLASSPATH``);
-``ram://`` is TensorFlow's in-process filesystem, which the tests use (it lives in one process:
-Beam's DirectRunner must run in memory to share it; writing ``"wb"`` over an existing ram://
-object appends to it, so every write here goes to a new temporary name first).
+Which schemes work is TensorFlow's to say: ``gs://`` is built in (credentials as Google's
+libraries find them); ``s3://`` and ``hdfs://`` are not in TensorFlow 2.x's own build ("File
+system scheme 's3' not implemented") and need ``pip install tensorflow-io`` (imported here, when
+installed, on the first such URL), and for HDFS Hadoop's ``libhdfs.so`` (``HADOOP_HDFS_HOME``,
+``CLASSPATH``). ``ram://`` is TensorFlow's in-process filesystem, which the tests use (it lives in
+one process: Beam's DirectRunner must run in memory to share it; writing ``"wb"`` over an existing
+ram:// object appends to it, so every write here goes to a new temporary name first).
 
 Object stores have no folders and no atomic rename: :func:`replace` of a GCS object is a copy then
 a delete of that one object, so a reader sees the old object or the whole new one, never half of

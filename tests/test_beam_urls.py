@@ -3,11 +3,12 @@
 TensorFlow's in-process ``ram://`` filesystem stands in for gs://, s3:// and hdfs:// (no bucket is
 reached here): the photos are copied into it, and Beam's DirectRunner runs in memory (ram:// lives
 in one process). Covers: a Beam build (and a local one) from ram:// photos to a ram:// ``--out``
-writes the same shard bytes and manifest as the build of the same photos to a local folder, leaves no temporary
-object, lock or work folder, and ``Records`` reads it back; a build is refused while the lock object
-of a running build is there, and takes over one that a stopped process of this host left; an
-``--out`` that is an object is refused; a glob finds photos in nested ram:// folders; colorize
-on Beam (and the local command) from ram:// to ram:// writes the local command's files. The photos, the stand-in embedder and the local build are ``tests/test_beam.py``'s.
+writes the same shard bytes and manifest as the build of the same photos to a local folder,
+leaves no temporary object, lock or work folder, and ``Records`` reads it back; a build is refused
+while the lock object of a running build is there, and takes over one that a stopped process of
+this host left; an ``--out`` that is an object is refused; a glob finds photos in nested ram://
+folders; colorize on Beam (and the local command) from ram:// to ram:// writes the local
+command's files. The photos, the stand-in embedder and the local build are ``tests/test_beam.py``'s.
 """
 
 import json
