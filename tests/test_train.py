@@ -135,6 +135,24 @@ def test_empty_val_split_trains_without_validation(tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(config.run_dir, "samples", "epoch_003.png"))  # panel from train images
 
 
+def test_a_callback_that_stops_at_an_epoch_end_stops_before_the_next_epoch(tmp_path):
+    """EarlyStopping-style: a stop asked for in on_epoch_end ends the run there, not one step into the next epoch."""
+    records_dir = str(tmp_path / "records")
+    write_synthetic_records(records_dir, n_train=6, n_val=0, image_size=32)
+    steps = []
+
+    class StopAfterFirst(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    config = TrainConfig.with_preset("smoke", records=records_dir, run_dir=str(tmp_path / "run"), steps_per_epoch=2, epochs=3)
+    result = train(config, callbacks=[StopAfterFirst()], log=lambda *a, **k: None)
+    assert result.history["epoch"] == [0] and steps == [0, 1]
+
+
 def test_diverging_run_stops_with_a_clear_error(records16, tmp_path):
     config = TrainConfig(records=records16, run_dir=str(tmp_path / "run"), epochs=2, steps_per_epoch=3,
                          batch_size=2, learning_rate=1e30)

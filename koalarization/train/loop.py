@@ -354,6 +354,8 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
             callbacks.on_test_end({"loss": logs["val_loss"]})
         run.end_epoch(model, epoch, logs)  # history.csv, best.keras, then the backup: the commit
         callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:  # a callback's stop at the epoch's end (EarlyStopping): no step of the next epoch
+            break
     callbacks.on_train_end(logs)
     return run.history
 
