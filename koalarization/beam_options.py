@@ -9,6 +9,8 @@ Python (no Beam, no TensorFlow): a bad string is refused while the command line 
 one line with exit status 2 (:class:`koalarization.errors.UsageError`).
 """
 
+import os
+
 from koalarization import errors
 from koalarization.errors import UsageError
 
@@ -52,6 +54,29 @@ def parse(text):
         raise UsageError(f"{said}: unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
     options["runner"] = aliases[runner.lower()]
     return options
+
+
+def worker_threads(options):
+    """TensorFlow threads for each worker process: the machine's cores shared out when the
+    DirectRunner runs ``direct_num_workers`` processes on this machine (each would otherwise size
+    its thread pools for every core, and N processes compete for them); None (TensorFlow's own
+    choice) for every other runner, whose workers are machines or containers of their own."""
+    if options.get("runner") != "DirectRunner" or options.get("direct_running_mode") != "multi_processing":
+        return None
+    try:
+        processes = max(1, int(options.get("direct_num_workers", 1)))
+    except ValueError:
+        return None
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def limit_threads(threads):
+    """In a worker: TensorFlow's op thread pools at ``threads`` (from :func:`worker_threads`), before its first op."""
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def flags(options):
@@ -111,6 +136,7 @@ def run(options, names, dofn, what, retry="run the same command again with --res
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     options = {"default_sdk_harness_log_level": "WARNING", **options}  # the workers' INFO lines are Beam's own
     runner = make_runner(options)
+    dofn.threads = worker_threads(options)  # its setup() calls limit_threads(self.threads) before loading a model
     try:
         with beam.Pipeline(runner=runner, options=PipelineOptions(flags(options))) as pipeline:
             _ = pipeline | "names" >> beam.Create(list(names)) | beam.Reshuffle() | what >> beam.ParDo(dofn)

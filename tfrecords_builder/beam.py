@@ -69,6 +69,7 @@ class WriteShard(beam.DoFn):
         from koalarization import quiet_tensorflow
 
         quiet_tensorflow()
+        beam_options.limit_threads(getattr(self, "threads", None))
         self.embed = builder.load_embedder(self.config, self.embedder)  # once per worker process
 
     def process(self, name):

@@ -38,6 +38,7 @@ class ColorizeChunk(beam.DoFn):
         from koalarization import quiet_tensorflow
 
         quiet_tensorflow()
+        beam_options.limit_threads(getattr(self, "threads", None))
         inception = self.inception_factory() if self.inception_factory is not None else None
         self.colorizer = files.load_colorizer(self.config, inception, log=_stderr)
 
