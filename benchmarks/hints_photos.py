@@ -1,14 +1,15 @@
 """Photos for the docs' hints model: the bundled photos, cropped and hue-turned, so that only hints tell their colour.
 
-    python -m benchmarks.hints_photos --out photos-hue [--copies 40] [--size 128] [--hold-out chelsea]
+    python -m benchmarks.hints_photos --out photos-hue [--copies 40] [--size 128] [--hold-out NAME]
 
 A model trained on the eight bundled photos as they are learns their colours from their
 luminance, and then has no reason to look at hints (docs/hints.md). Here each photo gives
 ``--copies`` random crops (half to all of its shorter side), each with its ab turned by a random
 angle in CIE Lab (L, and so the gray input, unchanged; chroma kept): the same luminance comes in
 every hue, so the colour can only come from the hints, as in Zhang et al.'s training, where
-ImageNet's variety does this. ``--hold-out`` photos are left out, so the figure's photo is one the
-model never saw, in any hue. Writes PNG files ``NAME-NNN.png``; build records from the folder with
+ImageNet's variety does this. ``--hold-out`` photos are left out entirely (none by default: a photo
+whose crops were trained on, each in a random hue, still gets its colours from the hints, since
+its own hue is one of all of them). Writes PNG files ``NAME-NNN.png``; build records from the folder with
 ``python -m tfrecords_builder --images photos-hue ...``.
 """
 
@@ -51,13 +52,13 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder to write the PNG files into")
     parser.add_argument("--copies", type=int, default=40, help="crops of each photo (default 40)")
     parser.add_argument("--size", type=int, default=128, help="side of each crop, pixels (default 128)")
-    parser.add_argument("--hold-out", action="append", default=None, choices=names, help="a photo to leave out (repeatable; default chelsea)")
+    parser.add_argument("--hold-out", action="append", default=None, choices=names, help="a photo to leave out (repeatable; default none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     from PIL import Image
 
-    held = set(args.hold_out or ["chelsea"])
+    held = set(args.hold_out or [])
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     count = 0
@@ -67,7 +68,7 @@ def main(argv=None):
         for i, image in enumerate(variants(np.asarray(Image.open(paths[name]).convert("RGB")), args.copies, args.size, rng)):
             Image.fromarray(image).save(os.path.join(args.out, f"{name}-{i:03d}.png"))
             count += 1
-    print(f"wrote {count} photos into {args.out} (held out: {', '.join(sorted(held))})")
+    print(f"wrote {count} photos into {args.out} (held out: {', '.join(sorted(held)) or 'none'})")
     return 0
 
 
