@@ -199,19 +199,44 @@ def test_a_worker_that_cannot_see_the_backup_stops_the_cluster_with_one_line(rec
     assert "this one from epoch 1" in done[0][2] and "this one from epoch 0" in done[1][2]
 
 
-def test_two_workers_with_short_epochs_read_their_own_files_from_random_starts(tmp_path):
-    """Epochs shorter than the train split (2 steps of 4 of 16 examples): each shard read from a seeded
-    start, and FILE auto-shard still finds the files, so both workers train in step."""
+def test_two_workers_reading_their_own_files_killed_inside_an_epoch_resume_as_never_stopped(tmp_path):
+    """FILE auto-shard (2 shards, 2 workers), epochs shorter than the split (4 steps of 4 of 32
+    examples: each shard read from a seeded start). Killed inside an epoch, the same commands go on
+    from the backup after step 3: each worker's own batches last 2 steps (TF's rebatch halves them),
+    so one of them is skipped unparsed and half of the next taken from the iterator, and the weights
+    end as a run never stopped."""
     records_dir = str(tmp_path / "records")
-    write_synthetic_records(records_dir, n_train=16, n_val=4, image_size=32, seed=6)
-    outs = [str(tmp_path / f"worker{i}.npz") for i in range(2)]
-    done = run_cluster(["worker", "worker"], config_json(records_dir, str(tmp_path / "run"), "multi_worker"), outs)
+    write_synthetic_records(records_dir, n_train=32, n_val=4, image_size=32, seed=6)
+    outs = [str(tmp_path / f"task{i}.npz") for i in range(2)]
+
+    def config(name):
+        return config_json(records_dir, str(tmp_path / name), "multi_worker", steps_per_epoch=4, backup_every_steps=1)
+
+    done = run_cluster(["chief", "worker"], config("never-stopped"), outs)
     for code, _, err in done:
         assert code == 0, err[-3000:]
     assert "FILE auto-shard" in done[0][1], done[0][1][-2000:]
     chief, worker = (np.load(out) for out in outs)
-    for name in (k for k in chief.files if k.startswith("w")):
+    names = [k for k in chief.files if k.startswith("w")]
+    for name in names:
         np.testing.assert_allclose(chief[name], worker[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    want = {name: chief[name] for name in names}
+
+    killed = run_cluster(["chief", "worker"], config("killed"), outs, kill_chief_at=KILL_AT_STEP_3)
+    assert killed[0][0] == KILLED, killed[0][2][-3000:]
+    done = run_cluster(["chief", "worker"], config("killed"), outs)
+    for code, _, err in done:
+        assert code == 0, err[-3000:]
+    assert "Resuming from the backup after step 3 of epoch 1." in done[0][1], done[0][1][-2000:]
+    # steps 1-2 are one batch of each worker's own, skipped before parsing; step 3 half of the next
+    assert "first 3 steps: 1 of its input batches skipped unparsed, then 1 step read and dropped" in done[0][1], done[0][1][-2000:]
+    chief, worker = (np.load(out) for out in outs)
+    for name in names:
+        np.testing.assert_allclose(chief[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(worker[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+KILL_AT_STEP_3 = "state.weights.h5.next:4:during"  # epoch 1 step 3's backup: the 4th write of the file
 
 
 # Two logical CPUs, mixed_float16: replica 1's half of the batch has targets far enough off to

@@ -320,11 +320,17 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
     for epoch in range(initial_epoch, config.epochs):
         callbacks.on_epoch_begin(epoch)
         first, total = (initial_step, carried) if epoch == initial_epoch else (0, 0.0)
-        # The steps the backup already holds are not trained again. Their batches are skipped unparsed
-        # where every worker reads the same global batches (one worker, or DATA auto-shard: each keeps its
-        # part after the skip); with FILE auto-shard each worker's files are rebatched over the replicas,
-        # so those steps are taken from the distributed iterator instead (decoded, not trained on).
-        unparsed = 0 if several and _files_split_evenly(train_shards, num_workers(strategy)) else first
+        # The steps the backup already holds are not trained again: their batches are skipped before
+        # they are parsed. One worker, or DATA auto-shard (every worker reads the same global batches and
+        # keeps its part): one global batch a step. FILE auto-shard: each worker batches its own files at
+        # the global size and TF's rebatch cuts each such batch into workers x replicas pieces, of which a
+        # step takes one per replica, so a worker's batch lasts `workers` steps; the whole ones are skipped
+        # unparsed, the rest of the last (first % workers steps) taken from the iterator.
+        per_batch = num_workers(strategy) if several and _files_split_evenly(train_shards, num_workers(strategy)) else 1
+        unparsed, taken = divmod(first, per_batch)
+        if first:
+            log(f"The backup holds this epoch's first {first} steps: {unparsed} of its input batches skipped unparsed"
+                + (f", then {taken} step{'s' if taken > 1 else ''} read and dropped (a worker's own batch lasts {per_batch} steps)." if taken else "."))
         train_ds = recs.dataset(
             "train", config.batch_size, repeat=True, seed=epoch_seed(config.seed, epoch),
             shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length,
@@ -332,9 +338,9 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
             skip_batches=unparsed,
         )
         if config.hints:  # simulated clicks, seeded by the epoch and the batch's position in it
-            train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=unparsed)  # its first batch: step `unparsed`
+            train_ds = hints.with_simulated_hints(train_ds, epoch_seed(config.seed, epoch), start=unparsed)  # its first batch: the epoch's batch `unparsed`
         iterator = iter(distribute(strategy, train_ds, train_shards))
-        for _ in range(first - unparsed):
+        for _ in range(taken):
             next(iterator)
         for step in range(first, steps):
             callbacks.on_train_batch_begin(step)
