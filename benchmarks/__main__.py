@@ -254,6 +254,10 @@ def main(argv=None):
         import koalarization
 
         koalarization.quiet_tensorflow()
+    if config.smoke:
+        import benchmarks
+
+        benchmarks.ROUNDS_CAP = 2
     start = time.time()
     log = lambda message: print(f"  {message}", flush=True)  # noqa: E731
     info = machine.describe("jax" if config.gpu_jax else "tensorflow")
