@@ -12,6 +12,10 @@ the shared pieces: :func:`figure` (one row of the results) and the timing helper
 import statistics
 import time
 
+# Set by ``--smoke`` (a check of the harness, whose timings mean nothing): every alternation stops
+# after this many rounds, the fewest that give a spread. None: each figure's own rounds.
+ROUNDS_CAP = None
+
 
 def figure(key, title, measured, against, goal=None, ratio=None, note="", applicable=True, spread=None):
     """One row of the results.
@@ -82,6 +86,8 @@ def alternate_until_stable(fns, min_rounds=3, max_rounds=9, budget_s=60.0, toler
     "spread": half the interquartile range of the per-round ratios t0 / t1, over ratio, "rounds": n}`` (ratio > 1: the
     second is faster).
     """
+    if ROUNDS_CAP:
+        min_rounds = max_rounds = ROUNDS_CAP
     start = time.perf_counter()
     times, ratios = [[], []], []
     while True:

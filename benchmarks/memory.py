@@ -76,7 +76,7 @@ def peak_rss(kind, target, args, log_path):
     if code or not os.path.exists(peak_file):
         with open(log_path) as f:
             tail = f.read().strip().splitlines()[-1:] or ["(no output)"]
-        name = target if kind == "module" else "the builder script"
+        name = target if kind == "module" else "the benchmark's script"
         raise RuntimeError(f"{name} exited with {code}: {tail[0]}")
     with open(peak_file) as f:
         return int(f.read()) * 1024
@@ -128,6 +128,10 @@ def colorize_memory(sizes, log=print):
         def colorize(photo, name):
             log(f"colorize {name} photo in a fresh process")
             args = [photo, "-o", os.path.join(tmp, name), "--model", model_path, "--inception-weights", "random"]
+            if not sizes.real_inception:  # --smoke: the command with the tiny stand-in as its Inception
+                from benchmarks.pipeline import COLORIZE_WITH_STAND_IN
+
+                return peak_rss("script", COLORIZE_WITH_STAND_IN, args, os.path.join(tmp, f"log-{name}.txt"))
             return peak_rss("module", "koalarization.colorize", args, os.path.join(tmp, f"log-{name}.txt"))
 
         peak = colorize(big, f"{width}x{height}")
@@ -138,7 +142,7 @@ def colorize_memory(sizes, log=print):
             with open(path, "wb") as f:
                 f.write(jpeg_bytes(rng, *LARGEST_DEFAULT))
             largest = colorize(path, "largest")
-    note = "python -m koalarization.colorize with Inception-ResNet-v2 (random weights) in a fresh process"
+    note = "python -m koalarization.colorize with " + ("Inception-ResNet-v2 (random weights)" if sizes.real_inception else "a tiny stand-in embedder (--smoke)") + " in a fresh process"
     if baseline:
         note += (
             f"; the same command on a 224x224 photo peaks at {baseline / MB:.0f} MB, so the photo itself costs "

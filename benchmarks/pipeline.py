@@ -35,6 +35,21 @@ def embedder(real):
     return keras.Model(x, keras.layers.Dense(EMBEDDING_DIM)(pooled), name="stand_in_embedder")
 
 
+# The same stand-in built in a fresh process (``stand_in``): --smoke's commands that would otherwise
+# build Inception-ResNet-v2 for a run dir get it as their ``inception`` (the scripts below).
+STAND_IN_SOURCE = f"""
+import keras
+x = keras.Input(({colors.INCEPTION_SIZE}, {colors.INCEPTION_SIZE}, 3))
+pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.AveragePooling2D(13)(x))
+stand_in = keras.Model(x, keras.layers.Dense({EMBEDDING_DIM})(pooled), name="stand_in_embedder")
+"""
+# ``python -m koalarization.colorize ARGS`` with that stand-in as its Inception.
+COLORIZE_WITH_STAND_IN = (
+    "import sys\nimport koalarization\nkoalarization.inference_only_command()\n" + STAND_IN_SOURCE
+    + "from koalarization.colorize.files import main\nsys.exit(main(sys.argv[1:], inception=stand_in))\n"
+)
+
+
 def _embedder_name(sizes):
     return "Inception-ResNet-v2 (random weights)" if sizes.real_inception else "a tiny stand-in embedder (--smoke)"
 

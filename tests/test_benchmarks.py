@@ -1,7 +1,8 @@
 """The benchmark suite runs end to end and writes every figure (timings are never asserted).
 
 CI runs the whole harness at its smallest size (``--smoke``: every figure, a tiny stand-in for
-Inception-ResNet-v2 in the builder and SavedModel figures), about two minutes on 2 cores. ``--quick``
+Inception-ResNet-v2 in the builder, SavedModel and colorize figures), about three minutes on 2 shared
+cores (194 s measured with other jobs loading them, load average 4-5). ``--quick``
 (the real Inception with random weights) ran here in the test suite until the suite had to fit 20
 minutes on the AMD kind, where its bf16 figures run emulated; it takes ~6 minutes on Intel and is run
 by hand (``benchmarks/results/``). Verdicts are not asserted (a loaded machine may miss a goal); that
