@@ -119,8 +119,6 @@ INFERENCE_ONLY = {
     "pipeline:savedmodel_latency", "speed:speed_figures", "memory:builder_memory", "memory:colorize_memory",
     "video:video_figures", "memory:serving_memory", "beam:beam_figures",
 }  # fmt: skip
-# --smoke: these run in a second child process beside the first (about half of the child's time).
-SMOKE_SECOND_CHILD = {"memory:builder_memory", "beam:beam_figures", "memory:colorize_memory", "video:video_figures", "memory:serving_memory"}
 CHILD = "KOALARIZATION_BENCHMARKS_INFERENCE"  # set in that child process
 
 
@@ -174,7 +172,7 @@ def parse_args(argv=None):
 
 def run_figures(config, log):
     """Every selected figure; one that fails to measure becomes an 'error' row and the rest go on.
-    The inference-only ones run in one child process (see ``INFERENCE_ONLY``; two with ``--smoke``)."""
+    The inference-only ones run in one child process (see ``INFERENCE_ONLY``)."""
     selected = [f for f in FIGURES if not config.only or set(f[0]) & set(config.only)]
     if os.environ.get(CHILD):
         return _measure(config, selected, log)
@@ -182,50 +180,29 @@ def run_figures(config, log):
         raise SystemExit(f"error: unset {FROZEN_WEIGHTS_VARIABLE}: the training figures must run without it (the benchmarks set it for the inference figures)")
     here = [f for f in selected if f[2] not in INFERENCE_ONLY]
     child = [f for f in selected if f[2] in INFERENCE_ONLY]
-    if not config.smoke:
-        return _in_order(_measure(config, here, log) + (_finish_child(config, *_start_child(config, child, log)) if child else []))
-    # --smoke (a check of the harness; its timings mean nothing): the inference figures in two child
-    # processes, started first, run side by side with this process's figures, so that all cores work.
-    groups = [[f for f in child if (f[2] in SMOKE_SECOND_CHILD) == second] for second in (False, True)]
-    started = [_start_child(config, group, log) for group in groups if group]
-    rows = _measure(config, here, log)
-    for child_run in started:
-        rows += _finish_child(config, *child_run)
-    return _in_order(rows)
-
-
-def _in_order(rows):
+    rows = _measure(config, here, log) + (_measure_in_child(config, child, log) if child else [])
     order = {key: i for i, key in enumerate(ALL_KEYS)}
     return sorted(rows, key=lambda row: order.get(row["key"], len(order)))
 
 
-def _start_child(config, selected, log):
-    """Start ``python -m benchmarks --only ...`` on ``selected`` with the commands' environment;
-    :func:`_finish_child` waits for it and reads its rows."""
+def _measure_in_child(config, selected, log):
+    """``selected`` measured by ``python -m benchmarks --only ...`` with the commands' environment."""
+    import json
     import subprocess
     import tempfile
 
     wanted = [k for keys, _, _ in selected for k in keys if not config.only or k in config.only]
     log(f"inference figures in a child process with {FROZEN_WEIGHTS_VARIABLE}=1, as the commands run: {', '.join(wanted)}")
-    out = tempfile.mkdtemp(prefix="bench-inference-")
-    argv = [sys.executable, "-m", "benchmarks", "--only", ",".join(wanted), "--out", out]
-    argv += [flag for flag, on in (("--quick", config.quick), ("--smoke", config.smoke), ("--verbose", config.verbose)) if on]
-    return subprocess.Popen(argv, env={**os.environ, FROZEN_WEIGHTS_VARIABLE: "1", CHILD: "1"}), out, selected, wanted
-
-
-def _finish_child(config, process, out, selected, wanted):
-    import json
-    import shutil
-
-    returncode = process.wait()
-    try:
-        with open(os.path.join(out, f"{config.mode}.json")) as f:
-            return json.load(f)["figures"]
-    except (OSError, ValueError, KeyError) as error:
-        failure = RuntimeError(f"the child process exited {returncode} without results ({type(error).__name__})")
-        return [error_figure(k, t, failure) for keys, titles, _ in selected for k, t in zip(keys, titles) if k in wanted]
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as out:
+        argv = [sys.executable, "-m", "benchmarks", "--only", ",".join(wanted), "--out", out]
+        argv += [flag for flag, on in (("--quick", config.quick), ("--smoke", config.smoke), ("--verbose", config.verbose)) if on]
+        done = subprocess.run(argv, env={**os.environ, FROZEN_WEIGHTS_VARIABLE: "1", CHILD: "1"})
+        try:
+            with open(os.path.join(out, f"{config.mode}.json")) as f:
+                return json.load(f)["figures"]
+        except (OSError, ValueError, KeyError) as error:
+            failure = RuntimeError(f"the child process exited {done.returncode} without results ({type(error).__name__})")
+            return [error_figure(k, t, failure) for keys, titles, _ in selected for k, t in zip(keys, titles) if k in wanted]
 
 
 def _measure(config, selected, log):
