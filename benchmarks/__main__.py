@@ -52,7 +52,7 @@ class Sizes:
 FULL = Sizes(
     train_size=224, train_batch=8, warmup_steps=1, timed_steps=3, rounds=2,
     task_images=16, task_size=32, task_steps=96, matmul_size=2048, matmul_repeats=7,
-    builder_images=64, builder_batch=16, beam_images=200, real_inception=True, memory_images=(1000, 200),
+    builder_images=64, builder_batch=16, beam_images=600, real_inception=True, memory_images=(1000, 200),
     colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, jax_batch=100, jax_size=224, jax_steps=10,
     jax_matmul_size=8192,
 )
