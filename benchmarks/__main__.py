@@ -43,6 +43,7 @@ class Sizes:
     colorize_shape: tuple  # (height, width) of the big photo to colorize
     colorize_baseline: bool  # also colorize a 224x224 photo, to tell the photo's memory from the rest
     export_repeats: int  # SavedModel bytes -> bytes calls
+    colorizer_size: int  # working size of the random colorizer of the colorize, SavedModel and video figures (the paper's 224; --smoke less)
     jax_batch: int  # --gpu-jax train step
     jax_size: int
     jax_steps: int
@@ -53,7 +54,7 @@ FULL = Sizes(
     train_size=224, train_batch=8, warmup_steps=1, timed_steps=3, rounds=2,
     task_images=16, task_size=32, task_steps=96, matmul_size=2048, matmul_repeats=7,
     builder_images=64, builder_batch=16, beam_images=600, real_inception=True, memory_images=(1000, 200),
-    colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, jax_batch=100, jax_size=224, jax_steps=10,
+    colorize_shape=(4000, 6000), colorize_baseline=True, export_repeats=5, colorizer_size=224, jax_batch=100, jax_size=224, jax_steps=10,
     jax_matmul_size=8192,
 )
 QUICK = dataclasses.replace(
@@ -65,7 +66,7 @@ QUICK = dataclasses.replace(
 SMOKE = dataclasses.replace(
     QUICK, train_size=32, train_batch=2, timed_steps=1, task_steps=4,
     matmul_size=256, matmul_repeats=2, builder_images=4, builder_batch=2, real_inception=False,
-    memory_images=(12, 4), colorize_shape=(400, 600), export_repeats=1,
+    memory_images=(12, 4), colorize_shape=(400, 600), export_repeats=1, colorizer_size=64,
     jax_batch=2, jax_size=32, jax_steps=1, jax_matmul_size=256,
 )
 

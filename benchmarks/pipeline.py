@@ -98,8 +98,8 @@ def builder_throughput(sizes, log=print):
 
 
 @functools.lru_cache(maxsize=None)
-def model_sources(real):
-    """``(run dir, SavedModel dir, export seconds)`` of a random colorizer at 224 with :func:`embedder`
+def model_sources(real, size=224):
+    """``(run dir, SavedModel dir, export seconds)`` of a random colorizer at ``size`` with :func:`embedder`
     (the run's config records random Inception weights), made once per process (the SavedModel and
     speed figures share it) in a folder removed at exit."""
     import atexit
@@ -112,7 +112,7 @@ def model_sources(real):
     os.makedirs(run)
     network = model.build_colorizer(EMBEDDING_DIM)
     network.save(os.path.join(run, "model.keras"))
-    config = {"records": {"image_size": 224, "embedding": {"model": "inception_resnet_v2", "weights": {"source": "random"}, "dim": EMBEDDING_DIM}}}
+    config = {"records": {"image_size": size, "embedding": {"model": "inception_resnet_v2", "weights": {"source": "random"}, "dim": EMBEDDING_DIM}}}
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f)
     start = time.perf_counter()
@@ -123,20 +123,21 @@ def model_sources(real):
 def savedmodel_latency(sizes, log=print):
     """Figure: the SavedModel's ``serving_default`` on one 1024x768 JPEG vs its two networks alone."""
     log(f"exporting a SavedModel with {_embedder_name(sizes)} (once per run: the speed figures use it too)")
-    _, path, export_seconds = model_sources(sizes.real_inception)
+    size = sizes.colorizer_size
+    _, path, export_seconds = model_sources(sizes.real_inception, size)
     loaded = tf.saved_model.load(path)
     serve, embed, colorize_lab = (loaded.signatures[k] for k in ("serving_default", "embed", "colorize_lab"))
 
     request = tf.constant([jpeg_bytes(np.random.default_rng(0), 768, 1024)])  # (1,)
     gray = tf.random.uniform((1, 299, 299, 3), -1.0, 1.0)
-    l = tf.random.uniform((1, 224, 224, 1), -1.0, 1.0)
+    l = tf.random.uniform((1, size, size, 1), -1.0, 1.0)
 
     def bytes_to_bytes():
         return serve(image_bytes=request)["colorized_bytes"].numpy()
 
     def networks_alone():
         vectors = embed(inception_input=gray)["embedding"]  # (1, D)
-        return colorize_lab(l=l, embedding=vectors)["ab"].numpy()  # (1, 224, 224, 2)
+        return colorize_lab(l=l, embedding=vectors)["ab"].numpy()  # (1, size, size, 2)
 
     out_shape = tf.io.decode_png(bytes_to_bytes()[0]).shape
     if tuple(out_shape) != (768, 1024, 3):
@@ -147,7 +148,7 @@ def savedmodel_latency(sizes, log=print):
         figure(
             "savedmodel_latency", "SavedModel, one 1024x768 JPEG, bytes in -> bytes out",
             ("serving_default, JPEG bytes -> PNG bytes", t_bytes, "s"),
-            ("Inception forward + colorizer forward at 224 (its embed and colorize_lab signatures)", t_networks, "s"),
+            (f"Inception forward + colorizer forward at {size} (its embed and colorize_lab signatures)", t_networks, "s"),
             goal=("<=", 1.15),
             note=(
                 f"median of {sizes.export_repeats} calls each, alternating, batch 1, {_embedder_name(sizes)}; "

@@ -49,7 +49,7 @@ def colorize_throughput(sizes, log=print):
     networks back to back on the same photos at the same batch size."""
     count, batch, rounds = _plan(sizes)
     network = model.build_colorizer(EMBEDDING_DIM)
-    colorizer = Colorizer.from_keras(network, embedder(sizes.real_inception), 224)
+    colorizer = Colorizer.from_keras(network, embedder(sizes.real_inception), sizes.colorizer_size)
     with tempfile.TemporaryDirectory(prefix="bench-colorize-") as tmp:
         photos = write_photos(os.path.join(tmp, "photos"), count)
         paths = sorted(os.path.join(photos, name) for name in os.listdir(photos))
@@ -110,7 +110,7 @@ def first_photo(sizes, log=print):
     that photo (Python's start and imports on both sides; ``--quick``: once each, else twice)."""
     # --smoke: the run dir records random Inception weights; its processes are given the stand-in
     # (built in the script, as the command's ``inception``); the SavedModel side has it inside.
-    run, saved, _ = model_sources(sizes.real_inception)
+    run, saved, _ = model_sources(sizes.real_inception, sizes.colorizer_size)
     repeats = 2 if sizes.rounds >= 2 else 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp:

@@ -104,7 +104,7 @@ def video_speed(sizes, log=print):
     count, _, _ = _plan(sizes)
     height, width = (480, 640) if sizes.real_inception else (48, 64)
     network = model.build_colorizer(1000)
-    colorizer = Colorizer.from_keras(network, embedder(sizes.real_inception), 224)
+    colorizer = Colorizer.from_keras(network, embedder(sizes.real_inception), sizes.colorizer_size)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         network.save(os.path.join(tmp, "model.keras"))  # colorize_files names its model (the Colorizer is given)
         clip = os.path.join(tmp, "clip.mp4")
@@ -136,7 +136,7 @@ def video_speed(sizes, log=print):
             ("video frames/s", count / video_s, "frames/s"), ("photo frames/s", count / photos_s, "frames/s"),
             goal=(">=", 0.9), ratio=result["ratio"], spread=result["spread"],
             note=(
-                f"{count} frames with one cut, {stability_note(result)}, one Colorizer ({_embedder_name(sizes)}, random colorizer at 224) for both: "
+                f"{count} frames with one cut, {stability_note(result)}, one Colorizer ({_embedder_name(sizes)}, random colorizer at {sizes.colorizer_size}) for both: "
                 f"the video side decodes, detects cuts, smooths and encodes H.264 (crf 18) in chunks and remuxes the "
                 f"audio; the photo side is colorize's colorize_files on the frames as PNG files (read, batches of 8, PNG out)"
             ),

@@ -1,8 +1,8 @@
 """The benchmark suite runs end to end and writes every figure (timings are never asserted).
 
 CI runs the whole harness at its smallest size (``--smoke``: every figure, a tiny stand-in for
-Inception-ResNet-v2 in the builder, SavedModel and colorize figures), about three minutes on 2 shared
-cores (194 s measured with other jobs loading them, load average 4-5). ``--quick``
+Inception-ResNet-v2 in the builder, SavedModel and colorize figures, their colorizer at 64 px), about
+two and a half minutes on 2 cores (141 s measured on an idle Intel Xeon; 194 s beside other jobs). ``--quick``
 (the real Inception with random weights) ran here in the test suite until the suite had to fit 20
 minutes on the AMD kind, where its bf16 figures run emulated; it takes ~6 minutes on Intel and is run
 by hand (``benchmarks/results/``). Verdicts are not asserted (a loaded machine may miss a goal); that
