@@ -70,8 +70,13 @@ def worker_threads(options):
     return max(1, (os.cpu_count() or 1) // processes)
 
 
-def limit_threads(threads):
-    """In a worker: TensorFlow's op thread pools at ``threads`` (from :func:`worker_threads`), before its first op."""
+def start_worker(dofn):
+    """A DoFn's ``setup()``, before it loads a model: TensorFlow quiet, and its op thread pools at the
+    share :func:`run` gave the DoFn (``dofn.threads``, from :func:`worker_threads`), before its first op."""
+    from koalarization import quiet_tensorflow
+
+    quiet_tensorflow()
+    threads = getattr(dofn, "threads", None)
     if threads:
         import tensorflow as tf
 
@@ -136,7 +141,7 @@ def run(options, names, dofn, what, retry="run the same command again with --res
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     options = {"default_sdk_harness_log_level": "WARNING", **options}  # the workers' INFO lines are Beam's own
     runner = make_runner(options)
-    dofn.threads = worker_threads(options)  # its setup() calls limit_threads(self.threads) before loading a model
+    dofn.threads = worker_threads(options)  # its setup() calls start_worker(self) before loading a model
     try:
         with beam.Pipeline(runner=runner, options=PipelineOptions(flags(options))) as pipeline:
             _ = pipeline | "names" >> beam.Create(list(names)) | beam.Reshuffle() | what >> beam.ParDo(dofn)

@@ -66,10 +66,7 @@ class WriteShard(beam.DoFn):
         self.config, self.fingerprint, self.embedder = config, fingerprint, embedder
 
     def setup(self):
-        from koalarization import quiet_tensorflow
-
-        quiet_tensorflow()
-        beam_options.limit_threads(getattr(self, "threads", None))
+        beam_options.start_worker(self)
         self.embed = builder.load_embedder(self.config, self.embedder)  # once per worker process
 
     def process(self, name):

@@ -35,10 +35,7 @@ class ColorizeChunk(beam.DoFn):
         self.config, self.inception_factory = config, inception_factory
 
     def setup(self):
-        from koalarization import quiet_tensorflow
-
-        quiet_tensorflow()
-        beam_options.limit_threads(getattr(self, "threads", None))
+        beam_options.start_worker(self)
         inception = self.inception_factory() if self.inception_factory is not None else None
         self.colorizer = files.load_colorizer(self.config, inception, log=_stderr)
 

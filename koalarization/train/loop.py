@@ -326,7 +326,8 @@ def fit(model, strategy, config, recs, run, extra_callbacks, log):
         # the global size and TF's rebatch cuts each such batch into workers x replicas pieces, of which a
         # step takes one per replica, so a worker's batch lasts `workers` steps; the whole ones are skipped
         # unparsed, the rest of the last (first % workers steps) taken from the iterator.
-        per_batch = num_workers(strategy) if several and _files_split_evenly(train_shards, num_workers(strategy)) else 1
+        workers = num_workers(strategy)
+        per_batch = workers if _files_split_evenly(train_shards, workers) else 1
         unparsed, taken = divmod(first, per_batch)
         if first:
             log(f"The backup holds this epoch's first {first} steps: {unparsed} of its input batches skipped unparsed"
