@@ -367,6 +367,7 @@ def test_missing_input_is_named_without_traceback(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "r"), "--images", missing, "--inception-weights", "random"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {missing}: no such file, folder or matching glob"
+    assert not (tmp_path / "r").exists()  # the --out it would have made is not left behind, empty
 
 
 def test_inception_weights_reach_the_manifest(photos, tmp_path, monkeypatch):

@@ -397,24 +397,25 @@ def run(config):
     (a failure is an error of the table in :mod:`koalarization.errors`, with one line)."""
     if config.beam_pipeline_options is not None:
         beam_options.parse(config.beam_pipeline_options)  # a malformed string or unknown runner: one line, status 2
-    safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
-    try:
-        build(config)
-    except KeyboardInterrupt:
-        raise errors.Interrupted(f"interrupted: finished shards in {config.out} are kept; run the same command with --resume to finish") from None
-    except tf.errors.ResourceExhaustedError as error:  # out of memory while embedding a batch
-        first = (error.message or "").strip().splitlines()[:1]
-        raise BuildError(
-            f"out of memory while embedding a batch of {config.batch_size} ({first[0] if first else 'ResourceExhaustedError'}); "
-            "the finished shards are kept: run the same command with a smaller --batch-size and --resume"
-        ) from None
-    except OSError as error:  # a full disk, say (the shard writer's errors are OSErrors: records.write_shard)
-        if isinstance(error, (errors.KoalarizationError, FileNotFoundError)):
-            raise
-        reason = safeio.describe_os_error(error.filename or config.out, error)
-        raise errors.OutputError(
-            f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume"
-        ) from None
+    with safeio.removed_if_left_empty(config.out):  # a build that stops before writing anything leaves no empty --out
+        safeio.check_output_dir(config.out, inputs=config.images, what="records folder (--out)")
+        try:
+            build(config)
+        except KeyboardInterrupt:
+            raise errors.Interrupted(f"interrupted: finished shards in {config.out} are kept; run the same command with --resume to finish") from None
+        except tf.errors.ResourceExhaustedError as error:  # out of memory while embedding a batch
+            first = (error.message or "").strip().splitlines()[:1]
+            raise BuildError(
+                f"out of memory while embedding a batch of {config.batch_size} ({first[0] if first else 'ResourceExhaustedError'}); "
+                "the finished shards are kept: run the same command with a smaller --batch-size and --resume"
+            ) from None
+        except OSError as error:  # a full disk, say (the shard writer's errors are OSErrors: records.write_shard)
+            if isinstance(error, (errors.KoalarizationError, FileNotFoundError)):
+                raise
+            reason = safeio.describe_os_error(error.filename or config.out, error)
+            raise errors.OutputError(
+                f"{reason}; the finished shards are kept: {safeio.what_to_do(error)} and run the same command with --resume"
+            ) from None
     return 0
 
 
